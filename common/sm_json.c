@@ -1,0 +1,132 @@
+#include "config.h"
+
+#include <string.h>
+
+#include "sm_json.h"
+
+sm_status sm_json_parse_object(const uint8_t *buf, size_t len, size_t max_len, const char *what,
+                               json_t **out, sm_error *err)
+{
+    json_error_t jerr;
+    *out = NULL;
+    if (len > max_len)
+        return sm_error_set(err, SM_ERR_TOO_LARGE, "%s: JSON is %zu bytes, the limit is %zu",
+                            what, len, max_len);
+    if (memchr(buf, '\0', len) != NULL)
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: JSON contains a NUL byte", what);
+    json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", what,
+                            jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: expected a JSON object", what);
+    }
+    *out = root;
+    return SM_OK;
+}
+
+static const char *type_name(sm_json_type t)
+{
+    switch (t) {
+    case SM_JSON_STRING: return "a string";
+    case SM_JSON_INTEGER: return "an integer";
+    case SM_JSON_BOOLEAN: return "a boolean";
+    case SM_JSON_OBJECT: return "an object";
+    case SM_JSON_ARRAY: return "an array";
+    case SM_JSON_NUMBER: return "a number";
+    }
+    return "?";
+}
+
+static int type_matches(json_t *v, sm_json_type t)
+{
+    switch (t) {
+    case SM_JSON_STRING: return json_is_string(v);
+    case SM_JSON_INTEGER: return json_is_integer(v);
+    case SM_JSON_BOOLEAN: return json_is_boolean(v);
+    case SM_JSON_OBJECT: return json_is_object(v);
+    case SM_JSON_ARRAY: return json_is_array(v);
+    case SM_JSON_NUMBER: return json_is_number(v);
+    }
+    return 0;
+}
+
+sm_status sm_json_check_fields(json_t *obj, const sm_json_field *fields, const char *what,
+                               sm_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        const sm_json_field *f = fields;
+        while (f->name != NULL && strcmp(f->name, key) != 0)
+            f++;
+        if (f->name == NULL)
+            return sm_error_set(err, SM_ERR_FORMAT, "%s: unknown field \"%.64s\"", what, key);
+        if (!type_matches(value, f->type))
+            return sm_error_set(err, SM_ERR_FORMAT, "%s: field \"%s\" must be %s", what, key,
+                                type_name(f->type));
+    }
+    for (const sm_json_field *f = fields; f->name != NULL; f++) {
+        if (f->required && json_object_get(obj, f->name) == NULL)
+            return sm_error_set(err, SM_ERR_FORMAT, "%s: required field \"%s\" is missing", what,
+                                f->name);
+    }
+    return SM_OK;
+}
+
+sm_status sm_json_get_string(json_t *obj, const char *name, size_t max_len, int required,
+                             const char **out, const char *what, sm_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+    if (v == NULL) {
+        if (required)
+            return sm_error_set(err, SM_ERR_FORMAT, "%s: required field \"%s\" is missing", what,
+                                name);
+        return SM_OK;
+    }
+    if (!json_is_string(v))
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: field \"%s\" must be a string", what, name);
+    size_t len = json_string_length(v);
+    if (len > max_len)
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: field \"%s\" is longer than %zu bytes", what,
+                            name, max_len);
+    /* jansson allows \u0000 inside strings; none of our fields may hold one. */
+    if (strlen(json_string_value(v)) != len)
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: field \"%s\" contains a NUL character",
+                            what, name);
+    *out = json_string_value(v);
+    return SM_OK;
+}
+
+sm_status sm_json_get_uint64(json_t *obj, const char *name, uint64_t max, int required,
+                             uint64_t *out, const char *what, sm_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+    if (v == NULL) {
+        if (required)
+            return sm_error_set(err, SM_ERR_FORMAT, "%s: required field \"%s\" is missing", what,
+                                name);
+        return SM_OK;
+    }
+    if (!json_is_integer(v))
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: field \"%s\" must be an integer", what, name);
+    json_int_t i = json_integer_value(v);
+    if (i < 0 || (uint64_t)i > max)
+        return sm_error_set(err, SM_ERR_FORMAT, "%s: field \"%s\" must be between 0 and %llu",
+                            what, name, (unsigned long long)max);
+    *out = (uint64_t)i;
+    return SM_OK;
+}
+
+sm_status sm_json_copy_string(json_t *obj, const char *name, char *dst, size_t dst_size,
+                              int required, const char *what, sm_error *err)
+{
+    const char *s = NULL;
+    sm_status st = sm_json_get_string(obj, name, dst_size - 1, required, &s, what, err);
+    if (st != SM_OK)
+        return st;
+    if (s != NULL)
+        memcpy(dst, s, strlen(s) + 1);
+    return SM_OK;
+}
