@@ -1,0 +1,39 @@
+/* Media key files: a 32-byte media key stored as a JSON Web Key of type
+ * "oct" (RFC 7517/7518) in a file of mode 0600:
+ *
+ *   {"k":"<43 base64url chars>","kid":"<work id>:<key version>","kty":"oct"}
+ *
+ * `secmedia pack --key-out` writes them and `unpack`/`verify` read them.
+ * Standard JWK so any JOSE library can use the key. */
+#ifndef SM_KEYFILE_H
+#define SM_KEYFILE_H
+
+#include <stddef.h>
+
+#include "sm_error.h"
+#include "sm_secmem.h"
+
+#define SM_KEYFILE_MAX_SIZE 1024u
+
+/* Writes key (and kid, may be NULL) to path with mode 0600. Goes through a
+ * temporary file in the same directory and a rename, so a crash leaves no
+ * partial key file; refuses to replace an existing file unless overwrite. */
+sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *kid, int overwrite,
+                          sm_error *err);
+
+/* Loads a media key. Refuses files readable by group or others, files that
+ * are not a single strict oct JWK, and keys that are not expected_len bytes.
+ * kid_out (may be NULL) receives the kid or "" (size kid_size). */
+sm_status sm_keyfile_load(const char *path, size_t expected_len, sm_secret **key_out,
+                          char *kid_out, size_t kid_size, sm_error *err);
+
+/* Shared by every writer of secret files: creates path atomically with
+ * mode 0600 from data (temp file, fsync, rename). */
+sm_status sm_write_private_file(const char *path, const void *data, size_t len, int overwrite,
+                                sm_error *err);
+
+/* Reads a private file (at most max_len bytes) into secure memory after
+ * checking it is a regular file not readable by group or others. */
+sm_status sm_read_private_file(const char *path, size_t max_len, sm_secret **out, sm_error *err);
+
+#endif
