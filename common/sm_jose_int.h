@@ -1,0 +1,93 @@
+/* Internals shared by sm_jose.c, sm_jwk.c, sm_jws.c, sm_jwe.c and sm_dpop.c.
+ * Not part of the library's API. */
+#ifndef SM_JOSE_INT_H
+#define SM_JOSE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjose/cjose.h>
+
+#include "sm_jose.h"
+
+#define SMJ_COORD_LEN 32u /* P-256 field element / scalar */
+#define SMJ_COORD_B64_LEN 43u
+
+struct sm_jwk {
+    cjose_jwk_t *cj;
+    uint8_t x[SMJ_COORD_LEN];
+    uint8_t y[SMJ_COORD_LEN];
+    sm_secret *d; /* NULL for a public key */
+    char *kid;    /* NULL when absent */
+};
+
+/* One segment of a compact serialization. */
+typedef struct smj_segment {
+    const char *b64;
+    size_t len;
+} smj_segment;
+
+/* Splits compact into exactly n segments separated by '.', each strict
+ * base64url; only segments whose bit is set in empty_ok may be empty.
+ * Checks the size limit and that no NUL is present. */
+sm_status smj_split_compact(const char *compact, size_t len, size_t n, smj_segment *segs,
+                            unsigned empty_ok, const char *what, sm_error *err);
+
+/* 1 when s[0..len) is canonical unpadded base64url (alphabet, length not
+ * 1 mod 4, unused trailing bits zero). */
+int smj_b64url_canonical(const char *s, size_t len);
+
+/* Decodes canonical base64url into dst (capacity cap); *out_len gets the
+ * decoded length. Refuses non-canonical input and results over cap. */
+sm_status smj_b64url_decode(const char *s, size_t len, uint8_t *dst, size_t cap, size_t *out_len,
+                            const char *what, sm_error *err);
+
+/* Encodes into dst (NUL-terminated); refuses when it would not fit. */
+sm_status smj_b64url_encode(const uint8_t *src, size_t len, char *dst, size_t dst_size,
+                            sm_error *err);
+
+/* Decodes a segment holding a JSON object and parses it strictly. */
+sm_status smj_decode_json_segment(const smj_segment *seg, const char *what, json_t **out,
+                                  sm_error *err);
+
+/* The current time when now == 0. */
+int64_t smj_now(int64_t now);
+
+/* Checks the jti syntax. */
+sm_status smj_check_jti(const char *jti, const char *what, sm_error *err);
+/* Checks the kid syntax: 1..SM_JOSE_KID_MAX printable ASCII. */
+sm_status smj_check_kid(const char *kid, const char *what, sm_error *err);
+
+/* ASCII case-insensitive equality. */
+int smj_strcaseeq(const char *a, const char *b);
+
+/* An sm_error message for a failed cjose call. */
+sm_status smj_cjose_error(sm_error *err, sm_status status, const char *what,
+                          const cjose_err *cerr);
+
+/* Builds a key from raw coordinates (and d); validates the point and that d
+ * matches it. kid may be NULL. */
+sm_status smj_jwk_from_raw(const uint8_t x[SMJ_COORD_LEN], const uint8_t y[SMJ_COORD_LEN],
+                           const uint8_t *d_or_null, const char *kid, sm_jwk **out,
+                           sm_error *err);
+
+/* Imports a JWK from a parsed JSON object (strict, like sm_jwk_from_json).
+ * allow_private 0 refuses a "d" member with "what holds a private key". */
+sm_status smj_jwk_from_object(json_t *obj, int allow_private, const char *what, sm_jwk **out,
+                              sm_error *err);
+
+/* The public JWK as a new JSON object (kid included when with_kid). */
+json_t *smj_jwk_public_object(const sm_jwk *jwk, int with_kid);
+
+/* Signs the JSON payload with ES256 under the given protected header
+ * (which must already hold alg ES256). */
+sm_status smj_es256_sign(const sm_jwk *key, json_t *header, json_t *payload, char **compact_out,
+                         sm_error *err);
+
+/* Verifies the ES256 signature of a split compact JWS with key: checks the
+ * 64-byte signature length first, then cjose. Returns SM_ERR_AUTH when it
+ * does not verify. */
+sm_status smj_es256_verify(const char *compact, size_t len, const smj_segment segs[3],
+                           const sm_jwk *key, const char *what, sm_error *err);
+
+#endif
