@@ -365,8 +365,9 @@ static int field_at(const uint8_t *json, size_t len, size_t pos, char *name, siz
             break;
         case '}':
         case ']':
-            if (depth > 0)
-                depth--;
+            if (depth <= 1)
+                return 0; /* the error is after the object: in no field */
+            depth--;
             break;
         case ',':
             if (depth == 1) {

@@ -585,6 +585,14 @@ START_TEST(test_trailing_bytes)
         snprintf(text, sizeof(text), "%s%s%s", SM_STEER_MAGIC, json, bad[i]);
         expect_text(text, SM_ERR_FORMAT, "invalid JSON");
     }
+    /* An error after the object is not blamed on its last field. */
+    snprintf(text, sizeof(text), "%s%s\n{\"version\":1}", SM_STEER_MAGIC, json);
+    sm_steer *s = NULL;
+    sm_error err;
+    ck_assert_int_eq(sm_steer_parse((const uint8_t *)text, strlen(text), NULL, &s, &err),
+                     SM_ERR_FORMAT);
+    ck_assert_msg(strstr(err.message, "field") == NULL, "%s", err.message);
+    ck_assert_ptr_nonnull(strstr(err.message, "line 3"));
     /* A NUL after the object. */
     size_t len = (size_t)snprintf(text, sizeof(text), "%s%s", SM_STEER_MAGIC, json);
     text[len] = '\0';
