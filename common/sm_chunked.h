@@ -25,6 +25,8 @@
 #define SM_CHUNKED_NONCE_SIZE 12u
 /* The spec allows 2^38 chunks; callers must not exceed it. */
 #define SM_CHUNKED_MAX_CHUNKS (UINT64_C(1) << 38)
+/* Longest plaintext that fits in 2^38 chunks (the last one short): 2^52 - 1. */
+#define SM_CHUNKED_MAX_PLAIN (SM_CHUNKED_MAX_CHUNKS * SM_CHUNK_PLAIN_SIZE - 1)
 
 typedef enum sm_cobblestone {
     SM_COBBLESTONE_128, /* AEAD_AES_128_GCM, SHA-512 */
@@ -34,7 +36,8 @@ typedef enum sm_cobblestone {
 /* Size of the input key for a suite (16 or 32). */
 size_t sm_cobblestone_key_size(sm_cobblestone suite);
 
-/* Ciphertext length (prefix included) of a plaintext of plain_len bytes. */
+/* Ciphertext length (prefix included) of a plaintext of plain_len bytes;
+ * UINT64_MAX when plain_len > SM_CHUNKED_MAX_PLAIN. */
 uint64_t sm_chunked_ciphertext_size(uint64_t plain_len);
 /* Number of chunks (>= 1) for a plaintext length. */
 uint64_t sm_chunked_chunk_count(uint64_t plain_len);
@@ -51,7 +54,8 @@ sm_status sm_chunked_keys_derive(sm_cobblestone suite, const uint8_t *input_key,
                                  const uint8_t salt[SM_CHUNKED_SALT_SIZE], const uint8_t *context,
                                  size_t context_len, uint8_t commitment[SM_CHUNKED_COMMITMENT_SIZE],
                                  sm_chunked_keys **out, sm_error *err);
-/* Raw mode (hazmat, for tests and higher-level protocols): key and nonce given. */
+/* Raw mode (hazmat, for tests and higher-level protocols): key and nonce given.
+ * The *_raw constructors below take ownership of keys_taken, also when they fail. */
 sm_status sm_chunked_keys_raw(sm_cobblestone suite, const uint8_t *aead_key, size_t aead_key_len,
                               const uint8_t base_nonce[SM_CHUNKED_NONCE_SIZE],
                               sm_chunked_keys **out, sm_error *err);
@@ -92,9 +96,16 @@ sm_status sm_chunked_reader_new(sm_cobblestone suite, const uint8_t *input_key, 
                                 void *read_ctx, sm_chunked_reader **out, sm_error *err);
 sm_status sm_chunked_reader_new_raw(sm_chunked_keys *keys_taken, sm_read_fn read_fn,
                                     void *read_ctx, sm_chunked_reader **out, sm_error *err);
-/* Returns only authenticated plaintext. *got == 0 with SM_OK means the end
- * of the message was authenticated. Any error is sticky: every later call
- * returns it again. */
+/* Optional, before the first read: the caller knows the plaintext length
+ * (e.g. from an authenticated header). The reader then reports truncation
+ * and trailing data as such, before trying to open the chunk concerned. */
+sm_status sm_chunked_reader_expect_length(sm_chunked_reader *r, uint64_t plain_len, sm_error *err);
+/* Returns only authenticated plaintext, filling buf across chunks. *got == 0
+ * with SM_OK means the end of the message was authenticated. When a chunk
+ * fails after others were copied in the same call, those bytes are returned
+ * with SM_OK and the error comes with the next call; the failed chunk's
+ * bytes never reach buf. Any error is sticky: every later call returns it
+ * again. len == 0 is SM_ERR_ARG (not sticky). */
 sm_status sm_chunked_reader_read(sm_chunked_reader *r, uint8_t *buf, size_t len, size_t *got,
                                  sm_error *err);
 void sm_chunked_reader_free(sm_chunked_reader *r);
@@ -104,11 +115,12 @@ typedef struct sm_chunked_ra sm_chunked_ra;
 
 /* cipher_len is the total message length (prefix included); it must be a
  * valid Cobblestone length. Reads and checks the prefix before returning.
- * cache_chunks decrypted chunks are kept (0 = default of 4). */
+ * cache_chunks decrypted chunks are kept (0 = default of 4, at most 256). */
 sm_status sm_chunked_ra_new(sm_cobblestone suite, const uint8_t *input_key, size_t input_key_len,
                             const uint8_t *context, size_t context_len, sm_read_at_fn read_at,
                             void *read_ctx, uint64_t cipher_len, unsigned cache_chunks,
                             sm_chunked_ra **out, sm_error *err);
+/* Raw mode: no prefix, so offsets and cipher_len start at chunk 0. */
 sm_status sm_chunked_ra_new_raw(sm_chunked_keys *keys_taken, sm_read_at_fn read_at, void *read_ctx,
                                 uint64_t cipher_len, unsigned cache_chunks, sm_chunked_ra **out,
                                 sm_error *err);
@@ -116,7 +128,10 @@ sm_status sm_chunked_ra_new_raw(sm_chunked_keys *keys_taken, sm_read_at_fn read_
  * sm_chunked_ra_verify_length() or a read of the final chunk. */
 uint64_t sm_chunked_ra_size(const sm_chunked_ra *ra);
 /* Reads up to len bytes at plaintext offset; *got < len only at the end.
- * Fetches and authenticates only the chunks touched. Errors are sticky. */
+ * Fetches and authenticates only the chunks touched; a read that reaches
+ * past the end also authenticates the final chunk, so a short read is a
+ * trusted end of message. On error *got is 0 and
+ * whatever it wrote to buf is wiped. Errors are sticky. */
 sm_status sm_chunked_ra_read(sm_chunked_ra *ra, uint64_t offset, uint8_t *buf, size_t len,
                              size_t *got, sm_error *err);
 /* Authenticates the message length by decrypting the final chunk. */

@@ -36,6 +36,28 @@ static size_t clamp_call_size(size_t len)
     return len < SM_IO_MAX_PER_CALL ? len : SM_IO_MAX_PER_CALL;
 }
 
+sm_status sm_read_fully(sm_read_fn read_fn, void *read_ctx, uint8_t *buf, size_t len, size_t *got,
+                        sm_error *err)
+{
+    size_t done = 0;
+    *got = 0;
+    while (done < len) {
+        size_t n = 0;
+        sm_status st = read_fn(read_ctx, buf + done, len - done, &n, err);
+        if (st != SM_OK) {
+            *got = done;
+            return st;
+        }
+        if (n == 0)
+            break;
+        if (n > len - done)
+            return sm_error_set(err, SM_ERR_IO, "the input source returned more bytes than asked");
+        done += n;
+    }
+    *got = done;
+    return SM_OK;
+}
+
 sm_status sm_fd_read(void *ctx, uint8_t *buf, size_t len, size_t *got, sm_error *err)
 {
     const sm_fd_io *io = ctx;

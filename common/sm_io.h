@@ -21,6 +21,11 @@ typedef sm_status (*sm_read_at_fn)(void *ctx, uint64_t offset, uint8_t *buf, siz
 /* Sequential write of exactly len bytes. */
 typedef sm_status (*sm_write_fn)(void *ctx, const uint8_t *buf, size_t len, sm_error *err);
 
+/* Calls read_fn until len bytes arrived or it reports the end (*got == 0),
+ * so sources that return short reads early are handled too. */
+sm_status sm_read_fully(sm_read_fn read_fn, void *read_ctx, uint8_t *buf, size_t len, size_t *got,
+                        sm_error *err);
+
 /* File descriptor adapters: ctx is a pointer to an sm_fd_io. */
 typedef struct sm_fd_io {
     int fd;
