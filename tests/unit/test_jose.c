@@ -40,6 +40,15 @@
 /* The same thumbprint as computed by jwcrypto. */
 #define FIXED_JKT "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"
 
+/* cjose 0.6.2 leaks the 1-byte buffer of the empty encrypted-key part on
+ * every ECDH-ES decryption (fixed upstream in 2025, after 0.6.2.3); keep
+ * LeakSanitizer quiet about that library only. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libcjose.so\n";
+}
+
 /* ---- helpers ----------------------------------------------------------- */
 
 static void assert_clean_message(const sm_error *err)
@@ -812,8 +821,8 @@ START_TEST(test_jwks)
     char *priv = sm_jwk_to_json(a, 1, &err);
     char *pub = sm_jwk_to_json(a, 0, &err);
     const char *fmts[] = {"{\"keys\":[@@]}", "{\"keys\":[@@],\"x\":1}", "{\"keys\":@@}",
-                          "{\"keys\":[]}", "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AA\",\"kid\":"
-                                           "\"a\"}]}"};
+                          "{\"keys\":[]}",
+                          "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AA\",\"kid\":\"a\"}]}"};
     char *bad = subst(fmts[0], priv); /* private */
     ck_assert_int_eq(sm_jwks_from_json(bad, strlen(bad), &back, &err), SM_ERR_KEY);
     ck_assert_ptr_null(back);
