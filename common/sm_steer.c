@@ -559,10 +559,13 @@ sm_status sm_steer_load_file(const char *path, const sm_steer_options *opts, sm_
                             STEER_DOC);
     snprintf(doc, sizeof(doc), "%s \"%.200s\"", STEER_DOC, path);
 
+    sm_status st;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         errno_text(errno, why, sizeof(why));
-        return sm_error_set(err, SM_ERR_IO, "%s: cannot open it: %s", doc, why);
+        st = sm_error_set(err, SM_ERR_IO, "%s: cannot open it: %s", doc, why);
+        sanitize_message(err);
+        return st;
     }
     /* One byte more than the limit tells "too large" from "exactly 64 KiB". */
     uint8_t *buf = malloc(SM_STEER_MAX_SIZE + 1);
@@ -579,14 +582,15 @@ sm_status sm_steer_load_file(const char *path, const sm_steer_options *opts, sm_
             errno_text(errno, why, sizeof(why));
             close(fd);
             free(buf);
-            return sm_error_set(err, SM_ERR_IO, "%s: cannot read it: %s", doc, why);
+            st = sm_error_set(err, SM_ERR_IO, "%s: cannot read it: %s", doc, why);
+            sanitize_message(err);
+            return st;
         }
         if (n == 0)
             break;
         got += (size_t)n;
     }
     close(fd);
-    sm_status st;
     if (got > SM_STEER_MAX_SIZE)
         st = sm_error_set(err, SM_ERR_TOO_LARGE,
                           "%s: larger than %d bytes; this is not a steering file", doc,
@@ -594,6 +598,8 @@ sm_status sm_steer_load_file(const char *path, const sm_steer_options *opts, sm_
     else
         st = parse_steer(buf, got, opts, doc, out, err);
     free(buf);
+    if (st != SM_OK)
+        sanitize_message(err); /* the path may hold control characters */
     return st;
 }
 
@@ -754,6 +760,7 @@ sm_status sm_steer_save_file(const sm_steer *s, const sm_steer_options *opts, co
                           "%s: cannot create a temporary file beside it: %s (check that the "
                           "directory exists and is writable)",
                           doc, why);
+        sanitize_message(err);
         free(tmp);
         free(data);
         return st;
@@ -772,10 +779,12 @@ sm_status sm_steer_save_file(const sm_steer *s, const sm_steer_options *opts, co
         errno_text(errno, why, sizeof(why));
         st = sm_error_set(err, SM_ERR_IO, "%s: cannot replace it: %s", doc, why);
     }
-    if (st != SM_OK)
+    if (st != SM_OK) {
         unlink(tmp);
-    else
+        sanitize_message(err);
+    } else {
         sync_parent_dir(path);
+    }
     free(tmp);
     return st;
 }

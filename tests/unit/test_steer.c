@@ -271,6 +271,15 @@ START_TEST(test_save_and_load_file)
     ck_assert_ptr_nonnull(strstr(err.message, "work-42.steer"));
     ck_assert_ptr_nonnull(strstr(err.message, "\"x\""));
 
+    /* A hostile file name does not put control characters in the message. */
+    char odd[340];
+    snprintf(odd, sizeof(odd), "%s/evil\n\x1b[2Jname.steer", dir);
+    ck_assert_int_eq(sm_steer_load_file(odd, NULL, &back, &err), SM_ERR_IO);
+    assert_clean_message(&err);
+    smt_write_file(odd, (const uint8_t *)"x", 1);
+    ck_assert_int_eq(sm_steer_load_file(odd, NULL, &back, &err), SM_ERR_FORMAT);
+    assert_clean_message(&err);
+
     /* A directory is not a steering file. */
     ck_assert_int_eq(sm_steer_load_file(dir, NULL, &back, &err), SM_ERR_IO);
 
