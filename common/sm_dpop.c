@@ -197,8 +197,8 @@ sm_status sm_dpop_create(const sm_jwk *device_key, const char *htm, const char *
         return sm_error_set(err, SM_ERR_ARG, "DPoP: a device key, htm and htu are needed");
     if (device_key->d == NULL)
         return sm_error_set(err, SM_ERR_KEY, "DPoP: a proof needs the device's private key");
-    if (now < 0)
-        return sm_error_set(err, SM_ERR_ARG, "DPoP: now must not be negative");
+    if (now < 0 || now > SMJ_MAX_NUMERIC_DATE)
+        return sm_error_set(err, SM_ERR_ARG, "DPoP: now must be a date before the year 10000");
     sm_status st = check_htm(htm, err);
     if (st != SM_OK)
         return st;
@@ -259,10 +259,11 @@ sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *ex
     memset(out, 0, sizeof(*out));
     if (expect == NULL || expect->htm == NULL || expect->htu == NULL)
         return sm_error_set(err, SM_ERR_ARG, "DPoP: the expected htm and htu are needed");
-    if (expect->now < 0 || expect->max_age > SMJ_MAX_WINDOW ||
-        expect->max_skew > SMJ_MAX_WINDOW)
+    if (expect->now < 0 || expect->now > SMJ_MAX_NUMERIC_DATE ||
+        expect->max_age > SMJ_MAX_WINDOW || expect->max_skew > SMJ_MAX_WINDOW)
         return sm_error_set(err, SM_ERR_ARG,
-                            "DPoP: now must be >= 0, max_age and max_skew <= %d s",
+                            "DPoP: now must be a date before the year 10000, max_age and "
+                            "max_skew <= %d s",
                             SMJ_MAX_WINDOW);
 
     smj_segment segs[3];
@@ -289,8 +290,9 @@ sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *ex
     }
     if ((st = sm_json_check_fields(header, header_fields, "DPoP proof header", err)) != SM_OK)
         goto out;
-    const char *typ = json_string_value(json_object_get(header, "typ"));
-    if (!smj_strcaseeq(typ, "dpop+jwt") || strlen(typ) != json_string_length(json_object_get(header, "typ"))) {
+    json_t *typ = json_object_get(header, "typ");
+    if (!smj_strcaseeq(json_string_value(typ), "dpop+jwt") ||
+        strlen(json_string_value(typ)) != json_string_length(typ)) {
         st = sm_error_set(err, SM_ERR_CLAIM, "DPoP proof: typ must be \"dpop+jwt\"");
         goto out;
     }
@@ -328,7 +330,8 @@ sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *ex
         sm_json_get_string(claims, "htm", SMJ_HTM_MAX, 1, &htm, "DPoP proof", err) != SM_OK ||
         sm_json_get_string(claims, "htu", SMJ_HTU_MAX, 1, &htu, "DPoP proof", err) != SM_OK ||
         sm_json_get_string(claims, "ath", SMJ_ATH_LEN, 0, &ath, "DPoP proof", err) != SM_OK ||
-        sm_json_get_uint64(claims, "iat", 253402300799ULL, 1, &iat, "DPoP proof", err) != SM_OK) {
+        sm_json_get_uint64(claims, "iat", (uint64_t)SMJ_MAX_NUMERIC_DATE, 1, &iat, "DPoP proof",
+                           err) != SM_OK) {
         st = err != NULL ? (err->status = SM_ERR_CLAIM) : SM_ERR_CLAIM;
         goto out;
     }

@@ -12,6 +12,9 @@
 
 #define SMJ_COORD_LEN 32u /* P-256 field element / scalar */
 #define SMJ_COORD_B64_LEN 43u
+/* 9999-12-31T23:59:59Z: NumericDates and "now" beyond are refused, which
+ * also keeps the time arithmetic far from overflow. */
+#define SMJ_MAX_NUMERIC_DATE INT64_C(253402300799)
 
 struct sm_jwk {
     cjose_jwk_t *cj;

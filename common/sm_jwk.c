@@ -395,7 +395,8 @@ char *sm_jwk_to_json(const sm_jwk *jwk, int include_private, sm_error *err)
         sm_error_set(err, SM_ERR_NOMEM, "JWK: out of memory");
         return NULL;
     }
-    int n = snprintf(out, cap, "{\"kty\":\"EC\",\"crv\":\"P-256\"%s%s%s,\"x\":\"%s\",\"y\":\"%s\"%s%s%s}",
+    int n = snprintf(out, cap,
+                     "{\"kty\":\"EC\",\"crv\":\"P-256\"%s%s%s,\"x\":\"%s\",\"y\":\"%s\"%s%s%s}",
                      jwk->kid != NULL ? ",\"kid\":\"" : "", jwk->kid != NULL ? jwk->kid : "",
                      jwk->kid != NULL ? "\"" : "", x64, y64, include_private ? ",\"d\":\"" : "",
                      include_private ? d64 : "", include_private ? "\"" : "");

@@ -11,9 +11,6 @@
 #include "sm_jose_int.h"
 #include "sm_json.h"
 
-/* 9999-12-31T23:59:59Z: NumericDates beyond are refused, which also keeps
- * the skew arithmetic far from overflow. */
-#define SMJ_MAX_NUMERIC_DATE 253402300799ULL
 #define SMJ_MAX_SKEW 86400
 #define SMJ_TYP_MAX 64u
 #define SMJ_ISS_MAX 512u
@@ -75,7 +72,7 @@ sm_status sm_jws_sign(const sm_jwk *key, const char *kid, const char *typ, json_
 static sm_status check_date(json_t *claims, const char *name, int required, uint64_t *out,
                             sm_error *err)
 {
-    sm_status st = sm_json_get_uint64(claims, name, SMJ_MAX_NUMERIC_DATE, required, out,
+    sm_status st = sm_json_get_uint64(claims, name, (uint64_t)SMJ_MAX_NUMERIC_DATE, required, out,
                                       "JWS claims", err);
     if (st != SM_OK && err != NULL)
         err->status = SM_ERR_CLAIM;
@@ -173,8 +170,10 @@ sm_status sm_jws_verify(const char *compact, size_t len, const sm_jwks *keys,
         expect->typ == NULL)
         return sm_error_set(err, SM_ERR_ARG,
                             "JWS: a key set and the expected iss, aud and typ are needed");
-    if (expect->now < 0 || expect->max_skew > SMJ_MAX_SKEW)
-        return sm_error_set(err, SM_ERR_ARG, "JWS: now must be >= 0 and max_skew <= %d s",
+    if (expect->now < 0 || expect->now > SMJ_MAX_NUMERIC_DATE ||
+        expect->max_skew > SMJ_MAX_SKEW)
+        return sm_error_set(err, SM_ERR_ARG,
+                            "JWS: now must be a date before the year 10000 and max_skew <= %d s",
                             SMJ_MAX_SKEW);
 
     smj_segment segs[3];

@@ -963,6 +963,16 @@ START_TEST(test_jws_round_trip)
     e.max_lifetime = 600;
     ck_assert_int_eq(sm_jws_verify(tok, strlen(tok), issuer_set, &e, &got, NULL, &err), SM_OK);
     json_decref(got);
+    got = NULL;
+    /* Nonsense times and skews are caller errors, not overflows. */
+    e.now = INT64_MAX;
+    ck_assert_int_eq(sm_jws_verify(tok, strlen(tok), issuer_set, &e, &got, NULL, &err),
+                     SM_ERR_ARG);
+    e.now = NOW;
+    e.max_skew = INT64_MAX;
+    ck_assert_int_eq(sm_jws_verify(tok, strlen(tok), issuer_set, &e, &got, NULL, &err),
+                     SM_ERR_ARG);
+    ck_assert_ptr_null(got);
 
     /* Signing needs a private key and a typ. */
     char *none = NULL;
@@ -1665,15 +1675,23 @@ START_TEST(test_dpop_failures)
     e.now = NOW + 11;
     e.max_age = 10;
     ck_assert_int_eq(sm_dpop_verify(proof, strlen(proof), &e, &res, &err), SM_ERR_EXPIRED);
+    e.now = INT64_MAX;
+    ck_assert_int_eq(sm_dpop_verify(proof, strlen(proof), &e, &res, &err), SM_ERR_ARG);
+    e.now = NOW;
+    e.max_age = INT64_MAX;
+    ck_assert_int_eq(sm_dpop_verify(proof, strlen(proof), &e, &res, &err), SM_ERR_ARG);
+    char *never = NULL;
+    ck_assert_int_eq(sm_dpop_create(dev, "POST", HTU, INT64_MAX, NULL, NULL, &never, &err),
+                     SM_ERR_ARG);
     /* Wrong method, wrong URL. */
     char *get = dpop(dev, "GET", HTU, NULL, NULL);
     ck_assert_int_eq(dpop_verify_at(get, NOW, jkt, NULL, &res, &err), SM_ERR_CLAIM);
     char *post = dpop(dev, "post", HTU, NULL, NULL);
     ck_assert_int_eq(dpop_verify_at(post, NOW, jkt, NULL, &res, &err), SM_ERR_CLAIM);
-    const char *wrong_urls[] = {"https://ks.example/v1/license2", "https://ks.example/v1/",
-                                "http://ks.example/v1/license", "https://ks.example:8443/v1/license",
-                                "https://ks.example.evil/v1/license",
-                                "https://ks.example/V1/license"};
+    const char *wrong_urls[] = {
+        "https://ks.example/v1/license2",     "https://ks.example/v1/",
+        "http://ks.example/v1/license",       "https://ks.example:8443/v1/license",
+        "https://ks.example.evil/v1/license", "https://ks.example/V1/license"};
     for (size_t i = 0; i < sizeof(wrong_urls) / sizeof(wrong_urls[0]); i++) {
         char *p = dpop(dev, "POST", wrong_urls[i], NULL, NULL);
         ck_assert_msg(dpop_verify_at(p, NOW, jkt, NULL, &res, &err) == SM_ERR_CLAIM, "%s",
@@ -1704,7 +1722,8 @@ START_TEST(test_dpop_failures)
 END_TEST
 
 /* Forged proofs: {header (printf %s = public jwk JSON), payload, status}. */
-#define DPOP_CLAIMS "{\"jti\":\"0123456789abcdefgh\",\"htm\":\"POST\",\"htu\":\"" HTU "\",\"iat\":1700000000"
+#define DPOP_CLAIMS \
+    "{\"jti\":\"0123456789abcdefgh\",\"htm\":\"POST\",\"htu\":\"" HTU "\",\"iat\":1700000000"
 static const struct {
     const char *header;
     const char *payload;
