@@ -34,7 +34,9 @@ int sm_secmem_init(void)
 void *sm_secure_alloc(size_t n)
 {
     sm_secmem_init();
-    /* Falls back to the normal heap when the secure heap is full or absent. */
+    /* The normal heap is used only when no secure heap could be set up; once
+     * it exists, a secret that does not fit fails (NULL) rather than landing
+     * silently in unlocked memory. */
     return OPENSSL_secure_zalloc(n == 0 ? 1 : n);
 }
 

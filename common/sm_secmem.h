@@ -11,7 +11,9 @@
 
 /* Sets up the process-wide secure heap once (idempotent, thread-safe).
  * Returns 1 when secrets will live in locked memory, 0 when the secure heap
- * is unavailable (e.g. RLIMIT_MEMLOCK too low) and the heap is used. */
+ * is unavailable (e.g. RLIMIT_MEMLOCK too low) and the heap is used.
+ * Locked pages are not inherited by fork(): servers call this in each child
+ * (httpd's child_init), not before forking. */
 int sm_secmem_init(void);
 
 /* Zeroed secret buffer of n bytes, or NULL when out of memory. */

@@ -14,10 +14,17 @@
 
 #include "sm_test.h"
 
-static void die(const char *fmt, const char *arg)
+#include <stdarg.h>
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
 {
+    va_list ap;
     fprintf(stderr, "test setup: ");
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\n");
     abort();
 }
