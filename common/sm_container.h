@@ -31,6 +31,10 @@
 #define SM_WORK_ID_MAX 64u
 #define SM_MEDIA_TYPE_MAX 127u
 #define SM_ORIGINAL_NAME_MAX 255u
+/* plaintext_length stays exact as a JSON number in every language (2^53 - 1);
+ * a container can only hold SM_CHUNKED_MAX_PLAIN (2^52 - 1) bytes, so the
+ * writer and readers refuse larger values with SM_ERR_TOO_LARGE. */
+#define SM_CONTAINER_PLAINTEXT_MAX ((UINT64_C(1) << 53) - 1)
 
 /* Metadata carried in the header. Strings are NUL-terminated UTF-8. */
 typedef struct sm_container_meta {
