@@ -186,8 +186,9 @@ static sm_status parse_fixed_part(const uint8_t *buf, size_t buf_len, uint32_t *
         if (needed != NULL)
             *needed = SM_CONTAINER_FIXED_SIZE;
         return sm_error_set(err, SM_ERR_TRUNCATED,
-                            "the container header is cut short: %zu of at least %u bytes", buf_len,
-                            SM_CONTAINER_FIXED_SIZE);
+                            "the container header is cut short: %zu of at least %u bytes "
+                            "(truncated)",
+                            buf_len, SM_CONTAINER_FIXED_SIZE);
     }
     uint32_t len = get_be32(buf + 10);
     if (len == 0)
@@ -243,8 +244,8 @@ sm_status sm_container_header_parse(const uint8_t *buf, size_t buf_len, sm_conta
         if (needed != NULL)
             *needed = header_len;
         return sm_error_set(err, SM_ERR_TRUNCATED,
-                            "the container header is cut short: %zu of %zu bytes", buf_len,
-                            header_len);
+                            "the container header is cut short: %zu of %zu bytes (truncated)",
+                            buf_len, header_len);
     }
     uint8_t *bytes = malloc(header_len);
     if (bytes == NULL)
