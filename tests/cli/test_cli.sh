@@ -111,7 +111,12 @@ flip() { # flip one bit of file $1 at offset $2 into $3
   printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$3" bs=1 seek="$2" conv=notrunc status=none
 }
 hdr_len=$("$SM" inspect --json c200000.smc | "${SM_PYTHON3:-python3}" -c 'import json,sys; print(json.load(sys.stdin)["header_length"])')
-for off in 20 $((hdr_len + 3)) $((hdr_len + 40)) $((hdr_len + 56 + 16400 * 5 + 100)) $(( $(stat -c %s c200000.smc) - 1 )); do
+# A byte inside the work id value keeps the header well-formed: only the key
+# commitment (the header is the Cobblestone context) can catch the change.
+wid_off=$(grep -abo 'w-200000' c200000.smc | head -n1 | cut -d: -f1)
+flip c200000.smc 20 t.smc
+expect_exit 4 "a flip that breaks the header JSON is a format error" -- "$SM" verify t.smc --key k200000.jwk
+for off in "$wid_off" $((hdr_len + 3)) $((hdr_len + 40)) $((hdr_len + 56 + 16400 * 5 + 100)) $(( $(stat -c %s c200000.smc) - 1 )); do
   flip c200000.smc "$off" t.smc
   expect_exit 5 "verify detects a flipped bit at $off" -- "$SM" verify t.smc --key k200000.jwk
   expect_exit 5 "unpack refuses a flipped bit at $off" -- "$SM" unpack t.smc --key k200000.jwk -o t.out
@@ -127,7 +132,8 @@ expect_stderr "truncation message" "truncated"
 expect_exit 5 "verify detects truncation" -- "$SM" verify trunc.smc --key k200000.jwk
 cat c200000.smc in1.bin > trail.smc
 expect_exit 4 "inspect reports trailing data" -- "$SM" inspect trail.smc
-expect_exit 5 "verify detects trailing data" -- "$SM" verify trail.smc --key k200000.jwk
+expect_stderr "trailing data message" "extra bytes"
+expect_exit 4 "verify detects trailing data" -- "$SM" verify trail.smc --key k200000.jwk
 expect_exit 4 "inspect of a non-container" -- "$SM" inspect in200000.bin
 expect_stderr "not a container message" "in200000.bin"
 expect_exit 3 "inspect of a missing file" -- "$SM" inspect missing.smc
