@@ -288,37 +288,28 @@ sm_status sm_container_header_read(sm_read_fn read_fn, void *read_ctx, sm_contai
     return header_from_bytes(bytes, header_len, out, err);
 }
 
+/* Presents a positional source as a sequential one starting at offset 0. */
+typedef struct read_at_cursor {
+    sm_read_at_fn read_at;
+    void *ctx;
+    uint64_t pos;
+} read_at_cursor;
+
+static sm_status read_at_cursor_read(void *ctx, uint8_t *buf, size_t len, size_t *got,
+                                     sm_error *err)
+{
+    read_at_cursor *c = ctx;
+    sm_status st = c->read_at(c->ctx, c->pos, buf, len, got, err);
+    if (st == SM_OK)
+        c->pos += *got;
+    return st;
+}
+
 sm_status sm_container_header_read_at(sm_read_at_fn read_at, void *read_ctx,
                                       sm_container_header **out, sm_error *err)
 {
-    uint8_t fixed[SM_CONTAINER_FIXED_SIZE];
-    uint32_t meta_len = 0;
-    size_t got = 0;
-    *out = NULL;
-    sm_status st = read_at(read_ctx, 0, fixed, sizeof(fixed), &got, err);
-    if (st != SM_OK)
-        return st;
-    if (got == 0)
-        return sm_error_set(err, SM_ERR_TRUNCATED, "the input is empty: not a container");
-    st = parse_fixed_part(fixed, got, &meta_len, NULL, err);
-    if (st != SM_OK)
-        return st;
-    size_t header_len = SM_CONTAINER_FIXED_SIZE + (size_t)meta_len;
-    uint8_t *bytes = malloc(header_len);
-    if (bytes == NULL)
-        return sm_error_set(err, SM_ERR_NOMEM, "out of memory reading a container header");
-    memcpy(bytes, fixed, sizeof(fixed));
-    st = read_at(read_ctx, SM_CONTAINER_FIXED_SIZE, bytes + sizeof(fixed), meta_len, &got, err);
-    if (st == SM_OK && got < meta_len)
-        st = sm_error_set(err, SM_ERR_TRUNCATED,
-                          "the container header is cut short: %zu of %zu bytes: the file is "
-                          "truncated",
-                          sizeof(fixed) + got, header_len);
-    if (st != SM_OK) {
-        free(bytes);
-        return st;
-    }
-    return header_from_bytes(bytes, header_len, out, err);
+    read_at_cursor cursor = {read_at, read_ctx, 0};
+    return sm_container_header_read(read_at_cursor_read, &cursor, out, err);
 }
 
 /* ------------------------------------------------------------------------ */
