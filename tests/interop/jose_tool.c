@@ -11,13 +11,6 @@
 
 #include "sm_jose.h"
 
-/* cjose 0.6.2 leaks one byte per ECDH-ES decryption (see test_jose.c). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libcjose.so\n";
-}
-
 static void usage(void)
 {
     fprintf(stderr,

@@ -40,15 +40,6 @@
 /* The same thumbprint as computed by jwcrypto. */
 #define FIXED_JKT "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"
 
-/* cjose 0.6.2 leaks the 1-byte buffer of the empty encrypted-key part on
- * every ECDH-ES decryption (fixed upstream in 2025, after 0.6.2.3); keep
- * LeakSanitizer quiet about that library only. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libcjose.so\n";
-}
-
 /* ---- helpers ----------------------------------------------------------- */
 
 static void assert_clean_message(const sm_error *err)
