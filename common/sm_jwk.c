@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 
+#include "sm_file.h"
 #include "sm_jose_int.h"
 #include "sm_json.h"
 
@@ -445,104 +446,28 @@ sm_status sm_jwk_load_file(const char *path, sm_jwk **out, sm_error *err)
     if (path == NULL || out == NULL)
         return sm_error_set(err, SM_ERR_ARG, "JWK file: no path given");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return sm_error_set(err, SM_ERR_IO, "%s: cannot open the key file: %s", path,
-                            strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return sm_error_set(err, SM_ERR_IO, "%s: cannot stat the key file: %s", path,
-                            strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_IO, "%s: not a regular file", path);
-    }
-    if (st.st_size > (off_t)SM_JWK_FILE_MAX) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_TOO_LARGE,
-                            "%s: %lld bytes is too large for a JWK file (limit %u)", path,
-                            (long long)st.st_size, SM_JWK_FILE_MAX);
-    }
-    /* The file may hold a private key: read it into secure memory. */
-    uint8_t *buf = sm_secure_alloc(SM_JWK_FILE_MAX + 1);
-    if (buf == NULL) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t used = 0;
-    sm_status rc = SM_OK;
-    for (;;) {
-        ssize_t n = read(fd, buf + used, SM_JWK_FILE_MAX + 1 - used);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = sm_error_set(err, SM_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        used += (size_t)n;
-        if (used > SM_JWK_FILE_MAX) {
-            rc = sm_error_set(err, SM_ERR_TOO_LARGE, "%s: too large for a JWK file (limit %u)",
-                              path, SM_JWK_FILE_MAX);
-            break;
-        }
-    }
-    close(fd);
-    sm_jwk *jwk = NULL;
-    if (rc == SM_OK) {
-        sm_error inner;
-        sm_error_clear(&inner);
-        rc = sm_jwk_from_json((const char *)buf, used, &jwk, &inner);
-        if (rc != SM_OK)
-            sm_error_set(err, rc, "%s: %s", path, inner.message);
-    }
-    sm_secure_free(buf, SM_JWK_FILE_MAX + 1);
+    /* The file may hold a private key: it is read into secure memory. */
+    sm_secret *buf = NULL;
+    mode_t mode = 0;
+    sm_status rc = sm_file_read_secret(path, SM_JWK_FILE_MAX, &buf, &mode, err);
     if (rc != SM_OK)
         return rc;
-    if (jwk->d != NULL && (st.st_mode & 077) != 0) {
+    sm_jwk *jwk = NULL;
+    sm_error inner;
+    sm_error_clear(&inner);
+    rc = sm_jwk_from_json((const char *)buf->bytes, buf->len, &jwk, &inner);
+    sm_secret_free(buf);
+    if (rc != SM_OK)
+        return sm_error_set(err, rc, "%s: %s", path, inner.message);
+    if (jwk->d != NULL && (mode & 077) != 0) {
         sm_jwk_free(jwk);
-        return sm_error_set(err, SM_ERR_IO,
-                            "%s: private key file is accessible by group or others (mode %04o); "
-                            "it must be readable by its owner only: run chmod 600 '%s'",
-                            path, (unsigned)(st.st_mode & 07777), path);
+        return sm_file_refuse_loose_mode(path, mode, err);
     }
     *out = jwk;
     return SM_OK;
 }
 
-static sm_status write_all(int fd, const char *data, size_t len, const char *path, sm_error *err)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return sm_error_set(err, SM_ERR_IO, "%s: write failed: %s", path,
-                                n < 0 ? strerror(errno) : "no progress");
-        data += n;
-        len -= (size_t)n;
-    }
-    return SM_OK;
-}
-
-/* Moves tmp to path without replacing an existing file. */
-static int install_noreplace(const char *tmp, const char *path)
-{
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
-        return -1;
-    /* File systems without RENAME_NOREPLACE: link() also refuses to replace. */
-    if (link(tmp, path) != 0)
-        return -1;
-    unlink(tmp);
-    return 0;
-}
-
+/* Private keys are written 0600, public ones 0644, always atomically. */
 static sm_status save_file(const sm_jwk *jwk, const char *path, int include_private,
                            int overwrite, sm_error *err)
 {
@@ -550,72 +475,23 @@ static sm_status save_file(const sm_jwk *jwk, const char *path, int include_priv
         return sm_error_set(err, SM_ERR_ARG, "JWK file: no key or path given");
     if (include_private && jwk->d == NULL)
         return sm_error_set(err, SM_ERR_KEY, "%s: this key has no private part to save", path);
-    struct stat sb;
-    if (!overwrite && lstat(path, &sb) == 0)
-        return sm_error_set(err, SM_ERR_IO,
-                            "%s: already exists; refusing to replace it (move it away first or "
-                            "ask to overwrite)",
-                            path);
-
-    const char *slash = strrchr(path, '/');
-    char dir[4096], tmp[4096];
-    const char *base = slash != NULL ? slash + 1 : path;
-    int dn = slash == NULL ? snprintf(dir, sizeof(dir), ".")
-             : slash == path ? snprintf(dir, sizeof(dir), "/")
-                             : snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    int tn = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-XXXXXX", dir, base);
-    if (base[0] == '\0')
-        return sm_error_set(err, SM_ERR_ARG, "%s: the path names a directory, not a file", path);
-    if (dn < 0 || (size_t)dn >= sizeof(dir) || tn < 0 || (size_t)tn >= sizeof(tmp))
-        return sm_error_set(err, SM_ERR_TOO_LARGE, "%s: path too long", path);
-
     char *json = sm_jwk_to_json(jwk, include_private, err);
     if (json == NULL)
         return err != NULL ? err->status : SM_ERR_NOMEM;
-    /* mkostemp: O_CREAT|O_EXCL, mode 0600 from the start. */
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        sm_jwk_json_free(json);
-        return sm_error_set(err, SM_ERR_IO, "%s: cannot create a temporary file in %s: %s", path,
-                            dir, strerror(e));
+    size_t len = strlen(json);
+    sm_secret *doc = sm_secret_new(len + 1);
+    sm_status st;
+    if (doc == NULL) {
+        st = sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", path);
+    } else {
+        memcpy(doc->bytes, json, len);
+        doc->bytes[len] = '\n';
+        st = sm_file_write_atomic(path, doc->bytes, doc->len, include_private ? 0600 : 0644,
+                                  overwrite, err);
     }
-    sm_status st = write_all(fd, json, strlen(json), tmp, err);
-    if (st == SM_OK && write_all(fd, "\n", 1, tmp, err) != SM_OK)
-        st = SM_ERR_IO;
+    sm_secret_free(doc);
     sm_jwk_json_free(json);
-    if (st == SM_OK && fchmod(fd, include_private ? 0600 : 0644) != 0)
-        st = sm_error_set(err, SM_ERR_IO, "%s: chmod failed: %s", tmp, strerror(errno));
-    if (st == SM_OK && fsync(fd) != 0)
-        st = sm_error_set(err, SM_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == SM_OK)
-        st = sm_error_set(err, SM_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == SM_OK) {
-        int rc = overwrite ? rename(tmp, path) : install_noreplace(tmp, path);
-        if (rc != 0) {
-            st = errno == EEXIST
-                     ? sm_error_set(err, SM_ERR_IO,
-                                    "%s: already exists; refusing to replace it (move it away "
-                                    "first or ask to overwrite)",
-                                    path)
-                     : sm_error_set(err, SM_ERR_IO, "%s: cannot move the new file into place: %s",
-                                    path, strerror(errno));
-        }
-    }
-    if (st != SM_OK) {
-        unlink(tmp);
-        return st;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        int e = errno;
-        if (dfd >= 0)
-            close(dfd);
-        return sm_error_set(err, SM_ERR_IO, "%s: written, but syncing directory %s failed: %s",
-                            path, dir, strerror(e));
-    }
-    close(dfd);
-    return SM_OK;
+    return st;
 }
 
 sm_status sm_jwk_save_file(const sm_jwk *jwk, const char *path, int include_private,

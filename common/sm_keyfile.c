@@ -11,101 +11,9 @@
 #include <cjose/base64.h>
 #include <cjose/util.h>
 
+#include "sm_file.h"
 #include "sm_json.h"
 #include "sm_keyfile.h"
-
-sm_status sm_write_private_file(const char *path, const void *data, size_t len, int overwrite,
-                                sm_error *err)
-{
-    char tmp[4096];
-    struct stat st;
-    if (!overwrite && lstat(path, &st) == 0)
-        return sm_error_set(err, SM_ERR_IO,
-                            "%s already exists; refusing to overwrite it (move it away first)",
-                            path);
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= sizeof(tmp))
-        return sm_error_set(err, SM_ERR_ARG, "path too long: %.200s", path);
-    /* mkstemp creates the file 0600 and O_EXCL: nobody else can open it. */
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return sm_error_set(err, SM_ERR_IO, "cannot create a file next to %s: %s", path,
-                            strerror(errno));
-    const uint8_t *p = data;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, p + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return sm_error_set(err, SM_ERR_IO, "cannot write %s: %s", path, strerror(e));
-        }
-        off += (size_t)n;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return sm_error_set(err, SM_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    /* link() fails if path appeared meanwhile; rename() replaces atomically. */
-    int rc = overwrite ? rename(tmp, path) : link(tmp, path);
-    int e = errno;
-    if (!overwrite)
-        unlink(tmp);
-    if (rc != 0) {
-        if (overwrite)
-            unlink(tmp);
-        return sm_error_set(err, SM_ERR_IO, "cannot create %s: %s", path, strerror(e));
-    }
-    return SM_OK;
-}
-
-sm_status sm_read_private_file(const char *path, size_t max_len, sm_secret **out, sm_error *err)
-{
-    struct stat st;
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return sm_error_set(err, SM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_IO, "%s is not a regular file", path);
-    }
-    if ((st.st_mode & 077) != 0) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_KEY,
-                            "%s holds a secret but is readable by other users (mode %03o); "
-                            "run: chmod 600 %s",
-                            path, (unsigned)(st.st_mode & 0777), path);
-    }
-    if ((uint64_t)st.st_size > max_len) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_TOO_LARGE, "%s is larger than %zu bytes: not a key file",
-                            path, max_len);
-    }
-    sm_secret *buf = sm_secret_new((size_t)st.st_size);
-    if (buf == NULL) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_NOMEM, "out of memory reading %s", path);
-    }
-    size_t off = 0;
-    while (off < buf->len) {
-        ssize_t n = read(fd, buf->bytes + off, buf->len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            close(fd);
-            sm_secret_free(buf);
-            return sm_error_set(err, SM_ERR_IO, "cannot read %s", path);
-        }
-        off += (size_t)n;
-    }
-    close(fd);
-    *out = buf;
-    return SM_OK;
-}
 
 sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *kid, int overwrite,
                           sm_error *err)
@@ -142,7 +50,7 @@ sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *ki
     cjose_get_dealloc()(k64);
     sm_status st = (n < 0 || (size_t)n >= cap)
                        ? sm_error_set(err, SM_ERR_ARG, "key id too long")
-                       : sm_write_private_file(path, doc->bytes, (size_t)n, overwrite, err);
+                       : sm_file_write_atomic(path, doc->bytes, (size_t)n, 0600, overwrite, err);
     sm_secret_free(doc);
     return st;
 }
@@ -163,9 +71,14 @@ sm_status sm_keyfile_load(const char *path, size_t expected_len, sm_secret **key
 
     *key_out = NULL;
     snprintf(what, sizeof(what), "key file %s", path);
-    st = sm_read_private_file(path, SM_KEYFILE_MAX_SIZE, &raw, err);
+    mode_t mode = 0;
+    st = sm_file_read_secret(path, SM_KEYFILE_MAX_SIZE, &raw, &mode, err);
     if (st != SM_OK)
         return st;
+    if ((mode & 077) != 0) {
+        st = sm_file_refuse_loose_mode(path, mode, err);
+        goto out;
+    }
     st = sm_json_parse_object(raw->bytes, raw->len, SM_KEYFILE_MAX_SIZE, what, &doc, err);
     if (st != SM_OK)
         goto out;

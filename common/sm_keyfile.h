@@ -27,13 +27,4 @@ sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *ki
 sm_status sm_keyfile_load(const char *path, size_t expected_len, sm_secret **key_out,
                           char *kid_out, size_t kid_size, sm_error *err);
 
-/* Shared by every writer of secret files: creates path atomically with
- * mode 0600 from data (temp file, fsync, rename). */
-sm_status sm_write_private_file(const char *path, const void *data, size_t len, int overwrite,
-                                sm_error *err);
-
-/* Reads a private file (at most max_len bytes) into secure memory after
- * checking it is a regular file not readable by group or others. */
-sm_status sm_read_private_file(const char *path, size_t max_len, sm_secret **out, sm_error *err);
-
 #endif

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "sm_json.h"
+#include "sm_file.h"
 #include "sm_steer.h"
 #include "sm_validate.h"
 
@@ -679,113 +680,21 @@ sm_status sm_steer_serialize(const sm_steer *s, const sm_steer_options *opts, ch
     return SM_OK;
 }
 
-static sm_status write_all(int fd, const char *data, size_t len, const char *doc,
-                           sm_error *err)
-{
-    char why[128];
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, data + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            errno_text(n < 0 ? errno : EIO, why, sizeof(why));
-            return sm_error_set(err, SM_ERR_IO, "%s: cannot write it: %s", doc, why);
-        }
-        off += (size_t)n;
-    }
-    return SM_OK;
-}
-
-/* Creates path.tmp-<pid>-<random> exclusively, mode 0666 minus the umask
- * like any new file. Returns the fd or -1 with errno set. */
-static int create_temp(const char *path, char *tmp, size_t tmp_size)
-{
-    for (int attempt = 0; attempt < 100; attempt++) {
-        unsigned long long r = 0;
-        if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-            r = (unsigned long long)attempt;
-        snprintf(tmp, tmp_size, "%s.tmp-%ld-%016llx", path, (long)getpid(), r);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0666);
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
-    }
-    errno = EEXIST;
-    return -1;
-}
-
-/* The rename is durable only once the directory entry is on disk. Best
- * effort: the file itself is complete either way. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash == NULL ? strdup(".")
-                : slash == path ? strdup("/")
-                                : strndup(path, (size_t)(slash - path));
-    if (dir == NULL)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 sm_status sm_steer_save_file(const sm_steer *s, const sm_steer_options *opts, const char *path,
                              sm_error *err)
 {
-    char doc[STEER_DOC_MAX];
-    char why[128];
     if (path == NULL || path[0] == '\0')
         return sm_error_set(err, SM_ERR_ARG, "%s: sm_steer_save_file needs a path", STEER_DOC);
-    snprintf(doc, sizeof(doc), "%s \"%.200s\"", STEER_DOC, path);
-
     char *data = NULL;
     size_t len = 0;
     sm_status st = sm_steer_serialize(s, opts, &data, &len, err);
     if (st != SM_OK)
         return st;
-
-    size_t tmp_size = strlen(path) + 64;
-    char *tmp = malloc(tmp_size);
-    if (tmp == NULL) {
-        free(data);
-        return out_of_memory(err, doc);
-    }
-    int fd = create_temp(path, tmp, tmp_size);
-    if (fd < 0) {
-        errno_text(errno, why, sizeof(why));
-        st = sm_error_set(err, SM_ERR_IO,
-                          "%s: cannot create a temporary file beside it: %s (check that the "
-                          "directory exists and is writable)",
-                          doc, why);
-        sanitize_message(err);
-        free(tmp);
-        free(data);
-        return st;
-    }
-    st = write_all(fd, data, len, doc, err);
+    /* Nothing in a steering file is secret: readable like any document. */
+    st = sm_file_write_atomic(path, data, len, 0644, 1, err);
     free(data);
-    if (st == SM_OK && fsync(fd) != 0) {
-        errno_text(errno, why, sizeof(why));
-        st = sm_error_set(err, SM_ERR_IO, "%s: cannot flush it to disk: %s", doc, why);
-    }
-    if (close(fd) != 0 && st == SM_OK) {
-        errno_text(errno, why, sizeof(why));
-        st = sm_error_set(err, SM_ERR_IO, "%s: cannot write it: %s", doc, why);
-    }
-    if (st == SM_OK && rename(tmp, path) != 0) {
-        errno_text(errno, why, sizeof(why));
-        st = sm_error_set(err, SM_ERR_IO, "%s: cannot replace it: %s", doc, why);
-    }
-    if (st != SM_OK) {
-        unlink(tmp);
+    if (st != SM_OK)
         sanitize_message(err);
-    } else {
-        sync_parent_dir(path);
-    }
-    free(tmp);
     return st;
 }
 

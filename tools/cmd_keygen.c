@@ -9,7 +9,6 @@
 
 #include "cli.h"
 #include "sm_jose.h"
-#include "sm_keyfile.h"
 
 static void keygen_help(void)
 {
@@ -75,33 +74,22 @@ int cmd_keygen(int argc, char **argv)
     }
 
     sm_jwk *jwk = NULL;
-    char *private_json = NULL, *public_json = NULL;
     char jkt[44];
     int rc = CLI_EXIT_OK;
-    if (sm_jwk_generate(&jwk, &err) != SM_OK || sm_jwk_thumbprint(jwk, jkt, &err) != SM_OK ||
-        (private_json = sm_jwk_to_json(jwk, 1, &err)) == NULL ||
-        (public_json = sm_jwk_to_json(jwk, 0, &err)) == NULL) {
+    sm_status (*save)(const sm_jwk *, const char *, int, sm_error *) =
+        force ? sm_jwk_save_file_overwrite : sm_jwk_save_file;
+    if (sm_jwk_generate(&jwk, &err) != SM_OK || sm_jwk_thumbprint(jwk, jkt, &err) != SM_OK) {
         rc = cli_fail("keygen", &err, CLI_EXIT_FAILURE);
         goto out;
     }
-    if (sm_write_private_file(key_path, private_json, strlen(private_json), force, &err) !=
-        SM_OK) {
+    if (save(jwk, key_path, 1, &err) != SM_OK ||
+        (public_path != NULL && save(jwk, public_path, 0, &err) != SM_OK)) {
         rc = cli_fail("keygen", &err, CLI_EXIT_OUTPUT);
         goto out;
     }
-    if (public_path != NULL &&
-        sm_write_private_file(public_path, public_json, strlen(public_json), force, &err) !=
-            SM_OK) {
-        rc = cli_fail("keygen", &err, CLI_EXIT_OUTPUT);
-        goto out;
-    }
-    if (public_path != NULL)
-        chmod(public_path, 0644); /* public by nature */
     fprintf(stderr, "secmedia keygen: device key written to %s\n", key_path);
     printf("%s\n", jkt);
 out:
-    sm_jwk_json_free(private_json);
-    sm_jwk_json_free(public_json);
     sm_jwk_free(jwk);
     return rc;
 }

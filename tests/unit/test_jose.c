@@ -531,12 +531,12 @@ START_TEST(test_jwk_files)
     /* A private key file readable by others is refused, a public one is not. */
     ck_assert_int_eq(chmod(priv, 0644), 0);
     l = NULL;
-    ck_assert_int_eq(sm_jwk_load_file(priv, &l, &err), SM_ERR_IO);
+    ck_assert_int_eq(sm_jwk_load_file(priv, &l, &err), SM_ERR_KEY);
     ck_assert_ptr_null(l);
     ck_assert_ptr_nonnull(strstr(err.message, "chmod 600"));
     assert_clean_message(&err);
     ck_assert_int_eq(chmod(priv, 0640), 0);
-    ck_assert_int_eq(sm_jwk_load_file(priv, &l, &err), SM_ERR_IO);
+    ck_assert_int_eq(sm_jwk_load_file(priv, &l, &err), SM_ERR_KEY);
     ck_assert_int_eq(chmod(priv, 0400), 0);
     ck_assert_int_eq(sm_jwk_load_file(priv, &l, &err), SM_OK);
     sm_jwk_free(l);
