@@ -30,7 +30,9 @@ static void pack_help(void)
         "Usage: secmedia pack IN -o OUT.smc --work-id ID [options]\n\n"
         "Encrypts IN into the container OUT.smc with a new random 256-bit media key.\n"
         "The key must go somewhere: --key-out, --recipient, or both.\n\n"
-        "  -o, --output OUT        container to write (required)\n"
+        "  -o, --output OUT        container to write (required); - streams it to\n"
+        "                          standard output (then --jwe-out and --preview-out\n"
+        "                          must be given explicitly)\n"
         "      --work-id ID        work id: 1-64 of [A-Za-z0-9._-] (required)\n"
         "      --type MIME         media type of IN (default: from the file extension)\n"
         "      --key-version N     key version recorded in the header (default 1)\n"
@@ -174,6 +176,13 @@ static int parse_pack_args(int argc, char **argv, pack_args *a)
         return cli_usage_error("pack", "--jwe-out needs --recipient");
     if (a->preview_out != NULL && a->preview_seconds == 0)
         return cli_usage_error("pack", "--preview-out needs --preview SECONDS");
+    if (strcmp(a->output, "-") == 0 && ((a->recipient != NULL && a->jwe_out == NULL) ||
+                                        (a->preview_seconds > 0 && a->preview_out == NULL)))
+        return cli_usage_error("pack", "with -o - the JWE and preview need explicit "
+                                       "--jwe-out FILE / --preview-out FILE");
+    if (strcmp(a->output, "-") == 0 && isatty(STDOUT_FILENO))
+        return cli_usage_error("pack", "refusing to write a binary container to a terminal; "
+                                       "redirect standard output or give -o FILE");
     return 0;
 }
 

@@ -55,6 +55,10 @@ for size in 0 1 16383 16384 16385 200000; do
 done
 "$SM" unpack c200000.smc --key k200000.jwk -o - > stdout.bin 2>"$T/err"
 expect_true "unpack to stdout" cmp -s in200000.bin stdout.bin
+"$SM" pack in200000.bin -o - --work-id piped --type a/b --key-out piped.jwk > piped.smc 2>"$T/err"
+expect_true "pack to stdout" "$SM" verify piped.smc --key piped.jwk
+expect_exit 2 "pack -o - with --recipient needs --jwe-out" -- "$SM" pack in1.bin -o - --work-id p \
+  --type a/b --recipient dev.pub.jwk
 expect_exit 6 "unpack refuses to overwrite" -- "$SM" unpack c1.smc --key k1.jwk -o out1.bin
 expect_exit 0 "unpack --force" -- "$SM" unpack c1.smc --key k1.jwk -o out1.bin --force
 expect_exit 2 "unpack without -o" -- "$SM" unpack c1.smc --key k1.jwk
