@@ -18,6 +18,7 @@ static const struct {
     {"inspect", cmd_inspect, "show a container's header, sizes and chunk count (no key needed)"},
     {"unpack", cmd_unpack, "decrypt a container, verifying every chunk"},
     {"verify", cmd_verify, "authenticate a whole container without writing the plaintext"},
+    {"ledger", cmd_ledger, "verify a key server ledger export (ledger verify EXPORT)"},
 };
 
 static void usage(FILE *out)
