@@ -42,6 +42,11 @@ const char *sm_status_name(sm_status status)
     case SM_ERR_CLAIM: return "claim";
     case SM_ERR_CRYPTO: return "crypto";
     case SM_ERR_STATE: return "state";
+    case SM_ERR_UNAVAILABLE: return "unavailable";
+    case SM_ERR_CONFLICT: return "conflict";
+    case SM_ERR_DUPLICATE: return "duplicate";
+    case SM_ERR_NOT_FOUND: return "not-found";
+    case SM_ERR_DB: return "database";
     }
     return "unknown";
 }

@@ -22,7 +22,14 @@ typedef enum sm_status {
     SM_ERR_EXPIRED,     /* token outside its validity window */
     SM_ERR_CLAIM,       /* a required claim is missing or has the wrong value */
     SM_ERR_CRYPTO,      /* the crypto library failed unexpectedly */
-    SM_ERR_STATE        /* object is in a failed state or used out of order */
+    SM_ERR_STATE,       /* object is in a failed state or used out of order */
+    SM_ERR_UNAVAILABLE, /* a service we depend on (database, key server) cannot be
+                         * reached or is overloaded: servers answer 503, fail closed */
+    SM_ERR_CONFLICT,    /* a transient conflict (deadlock, lock wait timeout): the
+                         * whole transaction may be retried */
+    SM_ERR_DUPLICATE,   /* a unique key already holds this value */
+    SM_ERR_NOT_FOUND,   /* the named object does not exist */
+    SM_ERR_DB           /* the database refused a statement for another reason */
 } sm_status;
 
 #define SM_ERROR_MESSAGE_MAX 512

@@ -51,7 +51,12 @@ int cli_exit_code(sm_status st, int io_code)
     case SM_ERR_CLAIM: return CLI_EXIT_AUTH;
     case SM_ERR_NOMEM:
     case SM_ERR_CRYPTO:
-    case SM_ERR_STATE: return CLI_EXIT_FAILURE;
+    case SM_ERR_STATE:
+    case SM_ERR_UNAVAILABLE:
+    case SM_ERR_CONFLICT:
+    case SM_ERR_DUPLICATE:
+    case SM_ERR_NOT_FOUND:
+    case SM_ERR_DB: return CLI_EXIT_FAILURE;
     }
     return CLI_EXIT_FAILURE;
 }

@@ -547,6 +547,31 @@ class MariaDB:
         return RoleDatabase(role=role, name=name, user=name, password=password,
                             socket=self.socket)
 
+    def migrate(self, database, role, sql_dir):
+        """Bring database to the newest schema of role with the project's
+        own migration tool (sql/secmedia-db-migrate), as production does."""
+        result = subprocess.run(
+            [migrate_tool(), "--role", role, "--database", database,
+             "--sql-dir", sql_dir, "--socket", self.socket, "--user", "root"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=120,
+            env=dict(os.environ, SM_MARIADB_CLIENT=self._tool("mariadb")))
+        if result.returncode != 0:
+            raise MariaDBError("migrating %s (%s) failed:\n%s"
+                               % (database, role, result.stdout))
+        return result.stdout
+
+
+def migrate_tool():
+    """The built sql/secmedia-db-migrate of this build tree."""
+    top = os.environ.get("SM_TOP_BUILDDIR")
+    if not top:
+        raise HarnessError("SM_TOP_BUILDDIR is not set (run via make check or run.sh)")
+    path = os.path.join(top, "sql", "secmedia-db-migrate")
+    if not os.access(path, os.X_OK):
+        raise HarnessError("%s missing: build it first (make -C %s/sql)" % (path, top))
+    return path
+
 
 _BATCH_ESCAPES = {"\\t": "\t", "\\n": "\n", "\\0": "\0", "\\\\": "\\"}
 
@@ -687,6 +712,14 @@ class Httpd:
                           or "info")
         self.single_process = single_process
         self.environment = dict(environment or {})
+        # Sanitizer builds (configure --enable-sanitizers): httpd is not
+        # instrumented, so the modules' ASan runtime is preloaded into it.
+        # httpd exits through its pools, not free(): leak reports would be
+        # noise, every other sanitizer report reaches the error log.
+        preload = os.environ.get("SM_HTTPD_PRELOAD")
+        if preload and "LD_PRELOAD" not in self.environment:
+            self.environment["LD_PRELOAD"] = preload
+            self.environment["ASAN_OPTIONS"] = "detect_leaks=0"
         self.conf_dir = os.path.join(directory, "conf")
         self.logs_dir = os.path.join(directory, "logs")
         self.run_dir = os.path.join(directory, "run")
@@ -1182,6 +1215,13 @@ class Env:
         if role not in DB_ROLES:
             raise ValueError("unknown role %r (one of %s)" % (role, ", ".join(DB_ROLES)))
         return self.db.create_role_database(role, sql_files)
+
+    def migrated_database(self, role):
+        """A fresh database and account for role with every migration of
+        sql/<role>/ applied by secmedia-db-migrate."""
+        database = self.role_database(role)
+        self.db.migrate(database.name, role, self.sql_dir)
+        return database
 
     def load_project_module(self, name, symbol=None):
         """LoadModule a module built in this tree, e.g. "mod_keyserver"."""

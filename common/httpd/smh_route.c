@@ -1,0 +1,105 @@
+#include "config.h"
+
+#include "smh_httpd.h"
+
+#include <string.h>
+
+#include <apr_strings.h>
+#include <http_protocol.h>
+
+#include "smh_problem.h"
+#include "smh_route.h"
+
+const char *smh_route_param(const smh_route_match *m, const char *name)
+{
+    for (int i = 0; i < m->count; i++) {
+        if (strcmp(m->names[i], name) == 0)
+            return m->values[i];
+    }
+    return NULL;
+}
+
+const char *smh_route_base_from_dir(apr_pool_t *p, const char *dir)
+{
+    if (dir == NULL || dir[0] != '/')
+        return "/";
+    return apr_pstrdup(p, dir);
+}
+
+const char *smh_route_path(request_rec *r, const char *base)
+{
+    const char *uri = r->uri;
+    if (uri == NULL || uri[0] != '/')
+        return NULL;
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--;
+    if (strncmp(uri, base, blen) != 0 || (uri[blen] != '/' && uri[blen] != '\0'))
+        return NULL;
+    const char *rest = uri + blen;
+    return rest[0] == '\0' ? "/" : rest;
+}
+
+/* Matches path against pattern, filling m. Both start with '/'. */
+static int path_matches(apr_pool_t *p, const char *pattern, const char *path,
+                        smh_route_match *m)
+{
+    m->count = 0;
+    const char *pp = pattern, *sp = path;
+    while (*pp == '/' && *sp == '/') {
+        pp++;
+        sp++;
+        size_t plen = strcspn(pp, "/");
+        size_t slen = strcspn(sp, "/");
+        if (plen >= 2 && pp[0] == '{' && pp[plen - 1] == '}') {
+            if (slen == 0 || m->count == SMH_ROUTE_MAX_PARAMS)
+                return 0;
+            m->names[m->count] = apr_pstrmemdup(p, pp + 1, plen - 2);
+            m->values[m->count] = apr_pstrmemdup(p, sp, slen);
+            m->count++;
+        } else if (plen != slen || strncmp(pp, sp, plen) != 0) {
+            return 0;
+        }
+        pp += plen;
+        sp += slen;
+    }
+    return *pp == '\0' && *sp == '\0';
+}
+
+static int method_listed(const char *methods, const char *method)
+{
+    size_t mlen = strlen(method);
+    const char *s = methods;
+    while (*s != '\0') {
+        size_t n = strcspn(s, ",");
+        if (n == mlen && strncmp(s, method, n) == 0)
+            return 1;
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    return 0;
+}
+
+int smh_route_dispatch(request_rec *r, const char *base, const smh_route *routes,
+                       size_t nroutes, void *ctx)
+{
+    const char *path = smh_route_path(r, base);
+    if (path == NULL)
+        return smh_problem_not_found(r, "no such resource here; check the URL");
+    const char *allow = NULL;
+    smh_route_match m;
+    for (size_t i = 0; i < nroutes; i++) {
+        if (!path_matches(r->pool, routes[i].pattern, path, &m))
+            continue;
+        if (method_listed(routes[i].methods, r->method))
+            return routes[i].handler(r, &m, ctx);
+        allow = allow ? apr_pstrcat(r->pool, allow, ",", routes[i].methods, NULL)
+                      : routes[i].methods;
+    }
+    if (allow == NULL)
+        return smh_problem_not_found(r, "no such resource here; check the URL");
+    apr_table_setn(r->headers_out, "Allow", allow);
+    return smh_problem(r, HTTP_METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed",
+                       "%s is not allowed on this resource; allowed: %s", r->method, allow);
+}

@@ -1,0 +1,118 @@
+"""The module foundation seen from outside: migrations, problem+json
+answers, routing, directive checks in configtest."""
+
+import os
+
+import pytest
+
+import harness
+from mediastore_setup import MediaStore, copy_sql_dir
+
+PROBLEM_BASE = "https://secmedia.example/problems/"
+
+
+def assert_problem(response, status, slug):
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers.get("Cache-Control") == "no-store"
+    doc = response.json()
+    assert doc["type"] == PROBLEM_BASE + slug, doc
+    assert doc["status"] == status and doc["title"] and doc["detail"]
+    return doc
+
+
+def test_migrations_apply_once_and_are_recorded(env, sm_workspace):
+    database = env.migrated_database("mediastore")
+    rows = env.db.query("SELECT version, name FROM schema_version", database.name)
+    assert rows == [("1", "0001_initial.sql")]
+    tables = {r[0] for r in env.db.query("SHOW TABLES", database.name)}
+    assert {"works", "delivery_events", "schema_version"} <= tables
+    engines = env.db.query(
+        "SELECT DISTINCT ENGINE, TABLE_COLLATION FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = '%s'" % database.name)
+    assert engines == [("InnoDB", "utf8mb4_bin")]
+    # A second run changes nothing.
+    out = env.db.migrate(database.name, "mediastore", env.sql_dir)
+    assert "0 migration(s) applied" in out
+
+
+def test_migration_changed_after_apply_is_refused(env, sm_workspace):
+    database = env.migrated_database("mediastore")
+    sql = copy_sql_dir(env, os.path.join(sm_workspace.new_dir("sql-copy"), "sql"))
+    with open(os.path.join(sql, "mediastore", "0001_initial.sql"), "a") as f:
+        f.write("\n-- edited\n")
+    with pytest.raises(harness.MariaDBError, match="changed after it was applied"):
+        env.db.migrate(database.name, "mediastore", sql)
+
+
+def test_new_migration_is_applied_in_order(env, sm_workspace):
+    database = env.migrated_database("mediastore")
+    sql = copy_sql_dir(env, os.path.join(sm_workspace.new_dir("sql-copy"), "sql"))
+    with open(os.path.join(sql, "mediastore", "0002_extra.sql"), "w") as f:
+        f.write("CREATE TABLE extra (id INT PRIMARY KEY) ENGINE=InnoDB;\n")
+    out = env.db.migrate(database.name, "mediastore", sql)
+    assert "applied: 0002_extra.sql" in out
+    assert env.db.query("SELECT MAX(version) FROM schema_version", database.name) == [("2",)]
+
+
+def test_unknown_path_and_method_answer_problem_json(env):
+    MediaStore(env)
+    env.httpd.start()
+    client = env.client()
+    assert_problem(client.get("/nothing/here"), 404, "not-found")
+    r = client.post("/works/w1")
+    assert_problem(r, 405, "method-not-allowed")
+    assert set(r.headers["Allow"].split(",")) == {"PUT", "GET", "HEAD"}
+    # HEAD of a problem: same status and headers, no body.
+    r = client.head("/nothing/here")
+    assert r.status_code == 404 and r.content == b""
+
+
+@pytest.mark.parametrize("directive, value, message", [
+    ("MediaStoreMaxUploadSize", "300x", "unknown unit"),
+    ("MediaStoreMaxUploadSize", "-5", "is not a size"),
+    ("MediaStoreMaxUploadSize", "99999999999999999999", "out of range"),
+    ("MediaStoreDBPoolSize", "0", "out of range"),
+    ("MediaStoreDBPort", "70000", "out of range"),
+    ("MediaStoreKeyServerURL", "http://ks.example", "https"),
+    ("MediaStoreKeyServerCAFile", "/nonexistent/ca.pem", "cannot access"),
+    ("MediaStoreStorageDir", "/nonexistent-dir", "cannot access"),
+    ("MediaStoreJWKSCacheLifetime", "5 minutes", "TAKE1|one argument|unknown unit"),
+    ("MediaStoreDBAcquireTimeout", "2h", "not a duration"),
+])
+def test_configtest_rejects_bad_values(env, directive, value, message):
+    MediaStore(env)
+    env.httpd.add_vhost_config("%s %s" % (directive, value))
+    ok, output = env.httpd.configtest()
+    assert not ok
+    assert directive in output
+    import re
+    assert re.search(message, output), output
+
+
+def test_configtest_rejects_unknown_role(env):
+    MediaStore(env, extra='MediaStoreClientRole reseller "CN=x,O=y"')
+    ok, output = env.httpd.configtest()
+    assert not ok and "unknown role \"reseller\"" in output and "owner" in output
+
+
+def test_configtest_rejects_world_readable_password_file(env):
+    ms = MediaStore(env)
+    os.chmod(ms.password_file, 0o644)
+    ok, output = env.httpd.configtest()
+    assert not ok and "accessible by others" in output
+    assert ms.db.password not in output
+
+
+def test_configtest_fails_clearly_when_a_required_directive_is_missing(env):
+    env.load_project_module("mod_mediastore")
+    env.httpd.add_vhost_config("MediaStoreMaxUploadSize 1G")
+    ok, output = env.httpd.configtest()
+    assert not ok
+    assert "SM02000" in output and "MediaStoreStorageDir is required" in output
+
+
+def test_good_config_passes_configtest(env):
+    MediaStore(env)
+    ok, output = env.httpd.configtest()
+    assert ok, output
