@@ -123,6 +123,12 @@ sm_status sm_ks_keys_load_encryption(sm_ks_keys *keys, const char *path, const c
     return st;
 }
 
+void sm_ks_keys_default_active(sm_ks_keys *keys)
+{
+    if (keys->active == NULL && keys->n_signing == 1)
+        keys->active = keys->signing[0];
+}
+
 sm_status sm_ks_keys_check(const sm_ks_keys *keys, sm_error *err)
 {
     if (keys->active == NULL)

@@ -42,6 +42,11 @@ sm_status sm_ks_keys_set_encryption(sm_ks_keys *keys, sm_jwk *key, const char *k
 sm_status sm_ks_keys_load_encryption(sm_ks_keys *keys, const char *path, const char *kid,
                                      sm_error *err);
 
+/* When exactly one signing key was added and none marked active, makes it
+ * the active one (a single key needs no "active" flag in the
+ * configuration). Otherwise does nothing. */
+void sm_ks_keys_default_active(sm_ks_keys *keys);
+
 /* Checks the set is complete: one active signing key and an encryption
  * key. The message says what is missing, for configuration errors. */
 sm_status sm_ks_keys_check(const sm_ks_keys *keys, sm_error *err);
