@@ -379,6 +379,8 @@ static sm_status writer_fail(sm_chunked_writer *w, sm_status st, const sm_error 
     w->failure.status = st;
     if (cause != NULL && cause != &w->failure)
         memcpy(w->failure.message, cause->message, sizeof(w->failure.message));
+    if (w->failure.message[0] == '\0')
+        sm_error_set(&w->failure, st, "the output failed without saying why");
     if (err != NULL && err != &w->failure)
         *err = w->failure;
     return st;
@@ -401,7 +403,7 @@ static sm_status writer_check_usable(sm_chunked_writer *w, sm_error *err)
 static sm_status writer_emit_chunk(sm_chunked_writer *w, const uint8_t *plain, size_t plain_len,
                                    sm_error *err)
 {
-    sm_error local;
+    sm_error local = {SM_OK, ""}; /* callbacks may fail without filling it */
     sm_status st = sm_chunked_seal_chunk(w->keys, w->chunk_index, plain, plain_len, w->buf, &local);
     if (st == SM_OK)
         st = w->write_fn(w->write_ctx, w->buf, plain_len + SM_CHUNK_TAG_SIZE, &local);
@@ -422,7 +424,7 @@ sm_status sm_chunked_writer_write(sm_chunked_writer *w, const uint8_t *data, siz
          * final chunk's index must stay below 2^38 too. */
         int chunk_will_fill = w->buffered + len >= SM_CHUNK_PLAIN_SIZE;
         if (chunk_will_fill && w->chunk_index + 1 >= SM_CHUNKED_MAX_CHUNKS) {
-            sm_error local;
+            sm_error local = {SM_OK, ""}; /* callbacks may fail without filling it */
             sm_error_set(&local, SM_ERR_TOO_LARGE,
                          "the plaintext exceeds the format's limit of 2^38 chunks (64 TiB)");
             return writer_fail(w, SM_ERR_TOO_LARGE, &local, err);
@@ -581,6 +583,8 @@ static sm_status reader_fail(sm_chunked_reader *r, const sm_error *cause)
     r->failure = *cause;
     if (r->failure.status == SM_OK)
         r->failure.status = SM_ERR_STATE;
+    if (r->failure.message[0] == '\0')
+        sm_error_set(&r->failure, r->failure.status, "the input failed without saying why");
     sm_wipe(r->buf, READER_WINDOW);
     r->plain_pos = r->plain_len = 0;
     return r->failure.status;
@@ -624,7 +628,7 @@ static sm_status reader_check_expected(const sm_chunked_reader *r, size_t window
 static sm_status reader_next_chunk(sm_chunked_reader *r, uint8_t *dest, size_t dest_room,
                                    size_t *plain_len, int *used_dest)
 {
-    sm_error local;
+    sm_error local = {SM_OK, ""}; /* callbacks may fail without filling it */
     size_t have = 0, got = 0;
     *plain_len = 0;
     *used_dest = 0;
@@ -883,6 +887,8 @@ static sm_status ra_fail(sm_chunked_ra *ra, const sm_error *cause, sm_error *err
     ra->failure = *cause;
     if (ra->failure.status == SM_OK)
         ra->failure.status = SM_ERR_STATE;
+    if (ra->failure.message[0] == '\0')
+        sm_error_set(&ra->failure, ra->failure.status, "the input failed without saying why");
     ra_wipe_cache(ra);
     if (err != NULL)
         *err = ra->failure;
@@ -903,7 +909,7 @@ static sm_status ra_check_usable(const sm_chunked_ra *ra, sm_error *err)
  * plaintext). Failures are sticky. */
 static sm_status ra_open_chunk(sm_chunked_ra *ra, uint64_t index, uint8_t *dest, sm_error *err)
 {
-    sm_error local;
+    sm_error local = {SM_OK, ""}; /* callbacks may fail without filling it */
     size_t plain_len = chunk_plain_len(ra->plain_size, index);
     size_t cipher_len = plain_len + SM_CHUNK_TAG_SIZE;
     uint64_t offset = ra->chunks_offset + index * SM_CHUNK_CIPHER_SIZE;
@@ -956,7 +962,7 @@ static sm_status ra_cache_load(sm_chunked_ra *ra, uint64_t index, cache_slot **o
     if (victim->plain == NULL) {
         victim->plain = malloc(SM_CHUNK_PLAIN_SIZE);
         if (victim->plain == NULL) {
-            sm_error local;
+            sm_error local = {SM_OK, ""}; /* callbacks may fail without filling it */
             sm_error_set(&local, SM_ERR_NOMEM, "out of memory for the chunk cache");
             return ra_fail(ra, &local, err);
         }

@@ -183,7 +183,7 @@ static sm_status access_token_hash(const char *token, char out[SMJ_ATH_LEN + 1],
     if (EVP_Digest(token, strlen(token), digest, &dlen, EVP_sha256(), NULL) != 1 ||
         dlen != sizeof(digest))
         return sm_error_set(err, SM_ERR_CRYPTO, "DPoP: SHA-256 failed");
-    return smj_b64url_encode(digest, sizeof(digest), out, SMJ_ATH_LEN + 1, err);
+    return sm_b64url_encode(digest, sizeof(digest), out, SMJ_ATH_LEN + 1, err);
 }
 
 sm_status sm_dpop_create(const sm_jwk *device_key, const char *htm, const char *htu, int64_t now,

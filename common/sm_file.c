@@ -85,15 +85,27 @@ sm_status sm_file_write_atomic(const char *path, const void *data, size_t len, m
                           strerror(errno));
     if (close(fd) != 0 && st == SM_OK)
         st = sm_error_set(err, SM_ERR_IO, "%s: cannot write it: %s", path, strerror(errno));
-    if (st == SM_OK && (overwrite ? rename(tmp, path) : install_noreplace(tmp, path)) != 0)
-        st = errno == EEXIST ? refuse_existing(path, err)
-                             : sm_error_set(err, SM_ERR_IO, "%s: cannot move it into place: %s",
-                                            path, strerror(errno));
-    if (st != SM_OK) {
+    if (st == SM_OK)
+        st = sm_file_install(tmp, path, overwrite, err);
+    if (st != SM_OK)
         unlink(tmp);
-        return st;
-    }
+    return st;
+}
+
+sm_status sm_file_install(const char *tmp, const char *path, int overwrite, sm_error *err)
+{
+    if ((overwrite ? rename(tmp, path) : install_noreplace(tmp, path)) != 0)
+        return errno == EEXIST ? refuse_existing(path, err)
+                               : sm_error_set(err, SM_ERR_IO, "%s: cannot move it into place: %s",
+                                              path, strerror(errno));
     /* The rename is durable only once the directory entry is on disk. */
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    int dn = slash == NULL ? snprintf(dir, sizeof(dir), ".")
+             : slash == path ? snprintf(dir, sizeof(dir), "/")
+                             : snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    if (dn < 0 || (size_t)dn >= sizeof(dir))
+        return sm_error_set(err, SM_ERR_TOO_LARGE, "%s: path too long", path);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) {
         int e = errno;
@@ -111,7 +123,9 @@ sm_status sm_file_read_secret(const char *path, size_t max_len, sm_secret **out,
 {
     struct stat st;
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO planted at a key path must not hang; the
+     * flag is irrelevant for the regular file we then insist on. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return sm_error_set(err, SM_ERR_IO, "%s: cannot open it: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -18,6 +18,11 @@
 sm_status sm_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
                                int overwrite, sm_error *err);
 
+/* Moves a complete, synced temporary file tmp to path (never replacing an
+ * existing path unless overwrite, also not in a race) and syncs the
+ * directory. On failure tmp is left for the caller to remove. */
+sm_status sm_file_install(const char *tmp, const char *path, int overwrite, sm_error *err);
+
 /* Reads a whole regular file of at most max_len bytes into secure memory
  * (it may hold a key). *mode_out (may be NULL) receives its st_mode so the
  * caller can refuse a secret readable by group or others. */

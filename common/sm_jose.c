@@ -12,80 +12,6 @@
 #include "sm_jose_int.h"
 #include "sm_json.h"
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
-    return -1;
-}
-
-int smj_b64url_canonical(const char *s, size_t len)
-{
-    if (len % 4 == 1)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (b64url_value((unsigned char)s[i]) < 0)
-            return 0;
-    }
-    if (len % 4 == 2)
-        return (b64url_value((unsigned char)s[len - 1]) & 0x0f) == 0;
-    if (len % 4 == 3)
-        return (b64url_value((unsigned char)s[len - 1]) & 0x03) == 0;
-    return 1;
-}
-
-sm_status smj_b64url_decode(const char *s, size_t len, uint8_t *dst, size_t cap, size_t *out_len,
-                            const char *what, sm_error *err)
-{
-    if (!smj_b64url_canonical(s, len))
-        return sm_error_set(err, SM_ERR_FORMAT, "%s: not canonical unpadded base64url", what);
-    size_t need = len / 4 * 3 + (len % 4 == 0 ? 0 : len % 4 - 1);
-    if (need > cap)
-        return sm_error_set(err, SM_ERR_FORMAT, "%s: decodes to %zu bytes, at most %zu allowed",
-                            what, need, cap);
-    if (len == 0) {
-        *out_len = 0;
-        return SM_OK;
-    }
-    cjose_err cerr;
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    if (!cjose_base64url_decode(s, len, &buf, &n, &cerr) || buf == NULL)
-        return smj_cjose_error(err, SM_ERR_FORMAT, what, &cerr);
-    if (n != need) {
-        sm_wipe(buf, n);
-        cjose_get_dealloc()(buf);
-        return sm_error_set(err, SM_ERR_CRYPTO, "%s: base64url decoder returned %zu bytes, not %zu",
-                            what, n, need);
-    }
-    memcpy(dst, buf, n);
-    sm_wipe(buf, n);
-    cjose_get_dealloc()(buf);
-    *out_len = n;
-    return SM_OK;
-}
-
-sm_status smj_b64url_encode(const uint8_t *src, size_t len, char *dst, size_t dst_size,
-                            sm_error *err)
-{
-    cjose_err cerr;
-    char *out = NULL;
-    size_t n = 0;
-    if (!cjose_base64url_encode(src, len, &out, &n, &cerr) || out == NULL)
-        return smj_cjose_error(err, SM_ERR_CRYPTO, "base64url", &cerr);
-    sm_status st = SM_OK;
-    if (n + 1 > dst_size)
-        st = sm_error_set(err, SM_ERR_ARG, "base64url: output buffer too small");
-    else
-        memcpy(dst, out, n + 1);
-    sm_wipe(out, n);
-    cjose_get_dealloc()(out);
-    return st;
-}
-
 sm_status smj_split_compact(const char *compact, size_t len, size_t n, smj_segment *segs,
                             unsigned empty_ok, const char *what, sm_error *err)
 {
@@ -107,7 +33,7 @@ sm_status smj_split_compact(const char *compact, size_t len, size_t n, smj_segme
         segs[idx].len = i - start;
         if (segs[idx].len == 0 && !(empty_ok & (1u << idx)))
             return sm_error_set(err, SM_ERR_FORMAT, "%s: part %zu is empty", what, idx + 1);
-        if (!smj_b64url_canonical(segs[idx].b64, segs[idx].len))
+        if (!sm_b64url_canonical(segs[idx].b64, segs[idx].len))
             return sm_error_set(err, SM_ERR_FORMAT,
                                 "%s: part %zu is not canonical unpadded base64url", what, idx + 1);
         idx++;
@@ -126,7 +52,7 @@ sm_status smj_decode_json_segment(const smj_segment *seg, const char *what, json
     uint8_t *buf = malloc(cap);
     if (buf == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", what);
-    sm_status st = smj_b64url_decode(seg->b64, seg->len, buf, cap, &n, what, err);
+    sm_status st = sm_b64url_decode(seg->b64, seg->len, buf, cap, &n, what, err);
     if (st == SM_OK)
         st = sm_json_parse_object(buf, n, SM_JOSE_MAX_TOKEN, what, out, err);
     free(buf);
@@ -202,7 +128,7 @@ sm_status sm_jose_random_jti(char out[23], sm_error *err)
     sm_secret *r = sm_secret_random(16);
     if (r == NULL)
         return sm_error_set(err, SM_ERR_CRYPTO, "jti: the random generator failed");
-    sm_status st = smj_b64url_encode(r->bytes, r->len, out, 23, err);
+    sm_status st = sm_b64url_encode(r->bytes, r->len, out, 23, err);
     sm_secret_free(r);
     return st;
 }
@@ -248,7 +174,7 @@ sm_status smj_es256_verify(const char *compact, size_t len, const smj_segment se
      * or zero-padded r||s would reach ECDSA: require exactly 64 bytes. */
     uint8_t sig[66];
     size_t sig_len = 0;
-    if (smj_b64url_decode(segs[2].b64, segs[2].len, sig, sizeof(sig), &sig_len, what, err) !=
+    if (sm_b64url_decode(segs[2].b64, segs[2].len, sig, sizeof(sig), &sig_len, what, err) !=
             SM_OK ||
         sig_len != 64)
         return sm_error_set(err, SM_ERR_AUTH,

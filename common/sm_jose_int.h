@@ -8,6 +8,7 @@
 
 #include <cjose/cjose.h>
 
+#include "sm_b64.h"
 #include "sm_jose.h"
 
 #define SMJ_COORD_LEN 32u /* P-256 field element / scalar */
@@ -35,19 +36,6 @@ typedef struct smj_segment {
  * Checks the size limit and that no NUL is present. */
 sm_status smj_split_compact(const char *compact, size_t len, size_t n, smj_segment *segs,
                             unsigned empty_ok, const char *what, sm_error *err);
-
-/* 1 when s[0..len) is canonical unpadded base64url (alphabet, length not
- * 1 mod 4, unused trailing bits zero). */
-int smj_b64url_canonical(const char *s, size_t len);
-
-/* Decodes canonical base64url into dst (capacity cap); *out_len gets the
- * decoded length. Refuses non-canonical input and results over cap. */
-sm_status smj_b64url_decode(const char *s, size_t len, uint8_t *dst, size_t cap, size_t *out_len,
-                            const char *what, sm_error *err);
-
-/* Encodes into dst (NUL-terminated); refuses when it would not fit. */
-sm_status smj_b64url_encode(const uint8_t *src, size_t len, char *dst, size_t dst_size,
-                            sm_error *err);
 
 /* Decodes a segment holding a JSON object and parses it strictly. */
 sm_status smj_decode_json_segment(const smj_segment *seg, const char *what, json_t **out,

@@ -3,6 +3,22 @@
 #include <string.h>
 
 #include "sm_json.h"
+#include "sm_secmem.h"
+
+static const char *json_error_description(enum json_error_code code)
+{
+    switch (code) {
+    case json_error_invalid_utf8: return "invalid UTF-8";
+    case json_error_premature_end_of_input: return "the document ends too early";
+    case json_error_end_of_input_expected: return "unexpected data after the JSON value";
+    case json_error_duplicate_key: return "duplicate member name";
+    case json_error_null_character: return "NUL character (\\u0000)";
+    case json_error_null_byte_in_key: return "NUL character in a member name";
+    case json_error_numeric_overflow: return "number out of range";
+    case json_error_invalid_syntax: return "syntax error";
+    default: return "not valid JSON";
+    }
+}
 
 sm_status sm_json_parse_object(const uint8_t *buf, size_t len, size_t max_len, const char *what,
                                json_t **out, sm_error *err)
@@ -15,9 +31,15 @@ sm_status sm_json_parse_object(const uint8_t *buf, size_t len, size_t max_len, c
     if (memchr(buf, '\0', len) != NULL)
         return sm_error_set(err, SM_ERR_FORMAT, "%s: JSON contains a NUL byte", what);
     json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL)
+    if (root == NULL) {
+        /* jansson's own text quotes up to 20 bytes of the input ("near
+         * '...'"), which may be key material: describe the error instead. */
+        const char *why = json_error_description(json_error_code(&jerr));
+        int line = jerr.line, column = jerr.column;
+        sm_wipe(&jerr, sizeof(jerr));
         return sm_error_set(err, SM_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", what,
-                            jerr.line, jerr.column, jerr.text);
+                            line, column, why);
+    }
     if (!json_is_object(root)) {
         json_decref(root);
         return sm_error_set(err, SM_ERR_FORMAT, "%s: expected a JSON object", what);

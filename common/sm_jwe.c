@@ -57,7 +57,7 @@ static sm_status check_part_len(const smj_segment *seg, size_t expected, const c
 {
     uint8_t buf[64];
     size_t n = 0;
-    if (smj_b64url_decode(seg->b64, seg->len, buf, sizeof(buf), &n, "JWE", NULL) != SM_OK ||
+    if (sm_b64url_decode(seg->b64, seg->len, buf, sizeof(buf), &n, "JWE", NULL) != SM_OK ||
         n != expected)
         return sm_error_set(err, SM_ERR_FORMAT, "JWE: the %s must be %zu bytes", name, expected);
     return SM_OK;

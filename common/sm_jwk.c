@@ -159,7 +159,7 @@ static sm_status decode_coord(json_t *obj, const char *name, uint8_t out[SMJ_COO
         return st;
     size_t n = 0;
     if (strlen(s) != SMJ_COORD_B64_LEN ||
-        smj_b64url_decode(s, SMJ_COORD_B64_LEN, out, SMJ_COORD_LEN, &n, what, NULL) != SM_OK ||
+        sm_b64url_decode(s, SMJ_COORD_B64_LEN, out, SMJ_COORD_LEN, &n, what, NULL) != SM_OK ||
         n != SMJ_COORD_LEN)
         return sm_error_set(err, SM_ERR_KEY,
                             "%s: \"%s\" must be 32 bytes in canonical base64url (43 characters)",
@@ -227,7 +227,7 @@ sm_status smj_jwk_from_object(json_t *obj, int allow_private, const char *what, 
             goto out;
         }
         if (json_string_length(dv) != SMJ_COORD_B64_LEN ||
-            smj_b64url_decode(ds, SMJ_COORD_B64_LEN, d->bytes, d->len, &n, what, NULL) !=
+            sm_b64url_decode(ds, SMJ_COORD_B64_LEN, d->bytes, d->len, &n, what, NULL) !=
                 SM_OK ||
             n != SMJ_COORD_LEN) {
             st = sm_error_set(err, SM_ERR_KEY,
@@ -355,8 +355,8 @@ int sm_jwk_same_public(const sm_jwk *a, const sm_jwk *b)
 json_t *smj_jwk_public_object(const sm_jwk *jwk, int with_kid)
 {
     char x64[SMJ_COORD_B64_LEN + 1], y64[SMJ_COORD_B64_LEN + 1];
-    if (smj_b64url_encode(jwk->x, SMJ_COORD_LEN, x64, sizeof(x64), NULL) != SM_OK ||
-        smj_b64url_encode(jwk->y, SMJ_COORD_LEN, y64, sizeof(y64), NULL) != SM_OK)
+    if (sm_b64url_encode(jwk->x, SMJ_COORD_LEN, x64, sizeof(x64), NULL) != SM_OK ||
+        sm_b64url_encode(jwk->y, SMJ_COORD_LEN, y64, sizeof(y64), NULL) != SM_OK)
         return NULL;
     json_t *obj = json_pack("{s:s,s:s,s:s,s:s}", "kty", "EC", "crv", "P-256", "x", x64, "y", y64);
     if (obj != NULL && with_kid && jwk->kid != NULL &&
@@ -382,10 +382,10 @@ char *sm_jwk_to_json(const sm_jwk *jwk, int include_private, sm_error *err)
     }
     char x64[SMJ_COORD_B64_LEN + 1], y64[SMJ_COORD_B64_LEN + 1], d64[SMJ_COORD_B64_LEN + 1];
     d64[0] = '\0';
-    if (smj_b64url_encode(jwk->x, SMJ_COORD_LEN, x64, sizeof(x64), err) != SM_OK ||
-        smj_b64url_encode(jwk->y, SMJ_COORD_LEN, y64, sizeof(y64), err) != SM_OK ||
+    if (sm_b64url_encode(jwk->x, SMJ_COORD_LEN, x64, sizeof(x64), err) != SM_OK ||
+        sm_b64url_encode(jwk->y, SMJ_COORD_LEN, y64, sizeof(y64), err) != SM_OK ||
         (include_private &&
-         smj_b64url_encode(jwk->d->bytes, jwk->d->len, d64, sizeof(d64), err) != SM_OK)) {
+         sm_b64url_encode(jwk->d->bytes, jwk->d->len, d64, sizeof(d64), err) != SM_OK)) {
         sm_wipe(d64, sizeof(d64));
         return NULL;
     }
@@ -436,7 +436,7 @@ sm_status sm_jwk_thumbprint(const sm_jwk *jwk, char out[44], sm_error *err)
     free(canon);
     if (!ok)
         return sm_error_set(err, SM_ERR_CRYPTO, "JWK thumbprint: SHA-256 failed");
-    return smj_b64url_encode(digest, sizeof(digest), out, SM_JKT_SIZE, err);
+    return sm_b64url_encode(digest, sizeof(digest), out, SM_JKT_SIZE, err);
 }
 
 /* ---- files ------------------------------------------------------------ */

@@ -8,49 +8,59 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjose/base64.h>
-#include <cjose/util.h>
 
+#include "sm_b64.h"
 #include "sm_file.h"
 #include "sm_json.h"
 #include "sm_keyfile.h"
 
-sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *kid, int overwrite,
-                          sm_error *err)
+sm_status sm_keyfile_encode(const sm_secret *key, const char *kid, sm_secret **out, sm_error *err)
 {
-    char *k64 = NULL;
-    size_t k64_len = 0;
-    cjose_err cerr;
-    if (!cjose_base64url_encode(key->bytes, key->len, &k64, &k64_len, &cerr))
-        return sm_error_set(err, SM_ERR_CRYPTO, "cannot encode key: %s", cerr.message);
-
-    /* Built by hand (not jansson) so the key text only ever sits in buffers
-     * we wipe. kid is validated below so it needs no JSON escaping. */
+    *out = NULL;
+    /* Built by hand (not jansson) so the key text only ever sits in secure
+     * memory. kid is validated below so it needs no JSON escaping. */
     if (kid != NULL) {
         for (const char *c = kid; *c; c++) {
-            if (*c < 0x21 || *c > 0x7e || *c == '"' || *c == '\\') {
-                sm_wipe(k64, k64_len);
-                cjose_get_dealloc()(k64);
+            if (*c < 0x21 || *c > 0x7e || *c == '"' || *c == '\\')
                 return sm_error_set(err, SM_ERR_ARG, "key id contains an invalid character");
-            }
         }
     }
-    size_t cap = k64_len + (kid != NULL ? strlen(kid) : 0) + 64;
+    size_t k64_cap = (key->len + 2) / 3 * 4 + 1;
+    size_t cap = k64_cap + (kid != NULL ? strlen(kid) : 0) + 64;
+    sm_secret *k64 = sm_secret_new(k64_cap);
     sm_secret *doc = sm_secret_new(cap);
-    if (doc == NULL) {
-        sm_wipe(k64, k64_len);
-        cjose_get_dealloc()(k64);
+    if (k64 == NULL || doc == NULL) {
+        sm_secret_free(k64);
+        sm_secret_free(doc);
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    }
+    if (sm_b64url_encode(key->bytes, key->len, (char *)k64->bytes, k64->len, err) != SM_OK) {
+        sm_secret_free(k64);
+        sm_secret_free(doc);
+        return err != NULL ? err->status : SM_ERR_CRYPTO;
     }
     int n = kid != NULL
                 ? snprintf((char *)doc->bytes, cap, "{\"k\":\"%s\",\"kid\":\"%s\",\"kty\":\"oct\"}\n",
-                           k64, kid)
-                : snprintf((char *)doc->bytes, cap, "{\"k\":\"%s\",\"kty\":\"oct\"}\n", k64);
-    sm_wipe(k64, k64_len);
-    cjose_get_dealloc()(k64);
-    sm_status st = (n < 0 || (size_t)n >= cap)
-                       ? sm_error_set(err, SM_ERR_ARG, "key id too long")
-                       : sm_file_write_atomic(path, doc->bytes, (size_t)n, 0600, overwrite, err);
+                           (const char *)k64->bytes, kid)
+                : snprintf((char *)doc->bytes, cap, "{\"k\":\"%s\",\"kty\":\"oct\"}\n",
+                           (const char *)k64->bytes);
+    sm_secret_free(k64);
+    if (n < 0 || (size_t)n >= cap) {
+        sm_secret_free(doc);
+        return sm_error_set(err, SM_ERR_ARG, "key id too long");
+    }
+    *out = sm_secret_from(doc->bytes, (size_t)n);
+    sm_secret_free(doc);
+    return *out != NULL ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+}
+
+sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *kid, int overwrite,
+                          sm_error *err)
+{
+    sm_secret *doc = NULL;
+    sm_status st = sm_keyfile_encode(key, kid, &doc, err);
+    if (st == SM_OK)
+        st = sm_file_write_atomic(path, doc->bytes, doc->len, 0600, overwrite, err);
     sm_secret_free(doc);
     return st;
 }
@@ -63,9 +73,8 @@ sm_status sm_keyfile_load(const char *path, size_t expected_len, sm_secret **key
         {NULL, SM_JSON_STRING, 0}};
     sm_secret *raw = NULL;
     json_t *doc = NULL;
-    uint8_t *decoded = NULL;
+    sm_secret *decoded = NULL;
     size_t decoded_len = 0;
-    cjose_err cerr;
     char what[300];
     sm_status st;
 
@@ -90,16 +99,17 @@ sm_status sm_keyfile_load(const char *path, size_t expected_len, sm_secret **key
         goto out;
     }
     json_t *k = json_object_get(doc, "k");
-    if (!cjose_base64url_decode(json_string_value(k), json_string_length(k), &decoded,
-                                &decoded_len, &cerr) ||
-        decoded_len != expected_len) {
-        st = sm_error_set(err, SM_ERR_KEY, "%s: \"k\" must be %zu bytes in base64url", what,
-                          expected_len);
+    decoded = sm_secret_new(expected_len);
+    if (decoded == NULL) {
+        st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
         goto out;
     }
-    /* Only the canonical encoding (43 chars for 32 bytes, no padding). */
-    if (json_string_length(k) != (expected_len * 4 + 2) / 3) {
-        st = sm_error_set(err, SM_ERR_KEY, "%s: \"k\" is not canonical base64url", what);
+    if (sm_b64url_decode(json_string_value(k), json_string_length(k), decoded->bytes,
+                         decoded->len, &decoded_len, what, NULL) != SM_OK ||
+        decoded_len != expected_len) {
+        st = sm_error_set(err, SM_ERR_KEY,
+                          "%s: \"k\" must be %zu bytes in canonical unpadded base64url", what,
+                          expected_len);
         goto out;
     }
     if (kid_out != NULL) {
@@ -112,13 +122,11 @@ sm_status sm_keyfile_load(const char *path, size_t expected_len, sm_secret **key
         }
         memcpy(kid_out, kid, strlen(kid) + 1);
     }
-    *key_out = sm_secret_from(decoded, decoded_len);
-    st = *key_out != NULL ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    *key_out = decoded;
+    decoded = NULL;
+    st = SM_OK;
 out:
-    if (decoded != NULL) {
-        sm_wipe(decoded, decoded_len);
-        cjose_get_dealloc()(decoded);
-    }
+    sm_secret_free(decoded);
     if (doc != NULL) {
         /* jansson copied the base64 key text: wipe it before release. */
         json_t *kv = json_object_get(doc, "k");

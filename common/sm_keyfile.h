@@ -15,6 +15,9 @@
 
 #define SM_KEYFILE_MAX_SIZE 1024u
 
+/* The file's bytes for key (and kid, may be NULL), in secure memory. */
+sm_status sm_keyfile_encode(const sm_secret *key, const char *kid, sm_secret **out, sm_error *err);
+
 /* Writes key (and kid, may be NULL) to path with mode 0600. Goes through a
  * temporary file in the same directory and a rename, so a crash leaves no
  * partial key file; refuses to replace an existing file unless overwrite. */

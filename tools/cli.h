@@ -39,17 +39,24 @@ int cli_exit_code(sm_status st, int io_code);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* An output file that appears only when complete: data goes to a temporary
- * file beside it, renamed into place by commit; abort (or a fatal signal)
- * removes it. "-" means standard output. */
+ * file beside it (mode 0600 while written), moved into place by commit with
+ * the final mode (minus the umask) and without replacing an existing file
+ * unless overwrite; abort (or a fatal signal) removes it. Several can be
+ * open at once, so a command can prepare all its outputs and commit them
+ * together at the end. "-" means standard output. */
 typedef struct cli_outfile {
     char path[4096];
     char tmp_path[4096];
     int fd;
     int is_stdout;
     int open;
+    int overwrite;
+    mode_t mode;
 } cli_outfile;
 
 int cli_outfile_open(cli_outfile *o, const char *path, mode_t mode, int overwrite, sm_error *err);
+/* Writes len bytes to the outfile. */
+int cli_outfile_write(cli_outfile *o, const void *data, size_t len, sm_error *err);
 int cli_outfile_commit(cli_outfile *o, sm_error *err);
 void cli_outfile_abort(cli_outfile *o);
 

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "sm_file.h"
+#include "sm_io.h"
 
 void cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -67,27 +69,29 @@ int cli_fail(const char *cmd, const sm_error *err, int io_code)
     return cli_exit_code(err->status, io_code);
 }
 
-/* The one temporary file a command may have open; removed if a fatal
- * signal arrives so an interrupted run leaves nothing behind. */
-static volatile sig_atomic_t cleanup_armed;
-static char cleanup_path[4096];
+/* Temporary files a command has open; removed if a fatal signal arrives so
+ * an interrupted run leaves nothing behind. Fixed slots: the handler must
+ * not allocate. */
+#define CLEANUP_SLOTS 8
+static char cleanup_paths[CLEANUP_SLOTS][4096];
+static volatile sig_atomic_t cleanup_armed[CLEANUP_SLOTS];
 
 static void cleanup_on_signal(int sig)
 {
-    if (cleanup_armed)
-        unlink(cleanup_path);
+    for (int i = 0; i < CLEANUP_SLOTS; i++) {
+        if (cleanup_armed[i])
+            unlink(cleanup_paths[i]);
+    }
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-static void arm_cleanup(const char *path)
+static void install_cleanup_handler(void)
 {
-    size_t n = strlen(path);
-    if (n >= sizeof(cleanup_path))
+    static int installed;
+    if (installed)
         return;
-    cleanup_armed = 0;
-    memcpy(cleanup_path, path, n + 1);
-    cleanup_armed = 1;
+    installed = 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = cleanup_on_signal;
@@ -98,9 +102,33 @@ static void arm_cleanup(const char *path)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-static void disarm_cleanup(void)
+static int arm_cleanup(const char *path)
 {
-    cleanup_armed = 0;
+    size_t n = strlen(path);
+    install_cleanup_handler();
+    for (int i = 0; i < CLEANUP_SLOTS; i++) {
+        if (!cleanup_armed[i] && n < sizeof(cleanup_paths[i])) {
+            memcpy(cleanup_paths[i], path, n + 1);
+            cleanup_armed[i] = 1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void disarm_cleanup(const char *path)
+{
+    for (int i = 0; i < CLEANUP_SLOTS; i++) {
+        if (cleanup_armed[i] && strcmp(cleanup_paths[i], path) == 0)
+            cleanup_armed[i] = 0;
+    }
+}
+
+static mode_t current_umask(void)
+{
+    mode_t m = umask(0);
+    umask(m);
+    return m;
 }
 
 int cli_outfile_open(cli_outfile *o, const char *path, mode_t mode, int overwrite, sm_error *err)
@@ -121,25 +149,32 @@ int cli_outfile_open(cli_outfile *o, const char *path, mode_t mode, int overwrit
         sm_error_set(err, SM_ERR_ARG, "output path is too long");
         return -1;
     }
+    /* Early, friendly refusal; the final install refuses atomically too. */
     if (!overwrite && stat(path, &st) == 0) {
         sm_error_set(err, SM_ERR_IO, "%s already exists (use --force to replace it)", path);
         return -1;
     }
-    o->fd = mkstemp(o->tmp_path);
+    o->overwrite = overwrite;
+    o->mode = mode & ~current_umask();
+    o->fd = mkstemp(o->tmp_path); /* 0600 until complete */
     if (o->fd < 0) {
         sm_error_set(err, SM_ERR_IO, "cannot create a file next to %s: %s", path,
                      strerror(errno));
         return -1;
     }
-    arm_cleanup(o->tmp_path);
-    if (fchmod(o->fd, mode) != 0) {
-        sm_error_set(err, SM_ERR_IO, "cannot set the mode of %s: %s", o->tmp_path,
-                     strerror(errno));
+    if (arm_cleanup(o->tmp_path) != 0) {
         cli_outfile_abort(o);
+        sm_error_set(err, SM_ERR_STATE, "too many output files at once");
         return -1;
     }
     o->open = 1;
     return 0;
+}
+
+int cli_outfile_write(cli_outfile *o, const void *data, size_t len, sm_error *err)
+{
+    sm_fd_io sink = {o->fd, o->path};
+    return sm_fd_write(&sink, data, len, err) == SM_OK ? 0 : -1;
 }
 
 int cli_outfile_commit(cli_outfile *o, sm_error *err)
@@ -149,22 +184,20 @@ int cli_outfile_commit(cli_outfile *o, sm_error *err)
     o->open = 0;
     if (o->is_stdout)
         return 0;
-    if (fsync(o->fd) != 0 || close(o->fd) != 0) {
-        sm_error_set(err, SM_ERR_IO, "cannot write %s: %s", o->path, strerror(errno));
-        o->fd = -1;
-        unlink(o->tmp_path);
-        disarm_cleanup();
-        return -1;
-    }
+    int failed = fchmod(o->fd, o->mode) != 0 || fsync(o->fd) != 0;
+    if (close(o->fd) != 0)
+        failed = 1;
     o->fd = -1;
-    if (rename(o->tmp_path, o->path) != 0) {
-        sm_error_set(err, SM_ERR_IO, "cannot create %s: %s", o->path, strerror(errno));
-        unlink(o->tmp_path);
-        disarm_cleanup();
-        return -1;
+    if (failed) {
+        sm_error_set(err, SM_ERR_IO, "cannot write %s: %s", o->path, strerror(errno));
+    } else if (sm_file_install(o->tmp_path, o->path, o->overwrite, err) == SM_OK) {
+        disarm_cleanup(o->tmp_path);
+        o->tmp_path[0] = '\0'; /* installed: nothing left to remove */
+        return 0;
     }
-    disarm_cleanup();
-    return 0;
+    unlink(o->tmp_path);
+    disarm_cleanup(o->tmp_path);
+    return -1;
 }
 
 void cli_outfile_abort(cli_outfile *o)
@@ -174,9 +207,10 @@ void cli_outfile_abort(cli_outfile *o)
     if (o->fd >= 0)
         close(o->fd);
     o->fd = -1;
-    o->open = 0;
     unlink(o->tmp_path);
-    disarm_cleanup();
+    o->open = 0;
+    disarm_cleanup(o->tmp_path);
+    o->tmp_path[0] = '\0';
 }
 
 int cli_parse_u64(const char *s, uint64_t max, uint64_t *out)

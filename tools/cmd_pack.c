@@ -74,33 +74,30 @@ static int find_in_path(const char *prog)
     return 0;
 }
 
-/* Runs ffmpeg (no shell) to make the preview into a temp file, renamed into
- * place on success. */
-static int make_preview(const pack_args *a, int is_video)
+/* Runs ffmpeg (no shell) to make the preview into out's temporary file;
+ * committed with the other outputs once everything succeeded. */
+static int make_preview(const pack_args *a, int is_video, cli_outfile *out)
 {
     char seconds[24];
-    cli_outfile out;
     sm_error err = {0};
     snprintf(seconds, sizeof(seconds), "%llu", (unsigned long long)a->preview_seconds);
-    if (cli_outfile_open(&out, a->preview_out, 0644, a->force, &err) != 0)
+    if (cli_outfile_open(out, a->preview_out, 0644, a->force, &err) != 0)
         return cli_fail("pack", &err, CLI_EXIT_OUTPUT);
-    close(out.fd);
-    out.fd = -1;
 
     const char *audio_args[] = {"ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
                                 "-y", "-i", a->input, "-t", seconds, "-map", "0:a:0", "-vn",
-                                "-c:a", "libopus", "-b:a", "48k", "-f", "ogg", out.tmp_path, NULL};
+                                "-c:a", "libopus", "-b:a", "48k", "-f", "ogg", out->tmp_path, NULL};
     const char *video_args[] = {"ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
                                 "-i", a->input, "-t", seconds, "-map", "0:v:0", "-map", "0:a:0?",
                                 "-vf", "scale=-2:240", "-c:v", "libvpx", "-b:v", "300k",
                                 "-deadline", "realtime", "-c:a", "libopus", "-b:a", "48k",
-                                "-f", "webm", out.tmp_path, NULL};
+                                "-f", "webm", out->tmp_path, NULL};
     pid_t pid;
     int status = 0;
     int rc = posix_spawnp(&pid, "ffmpeg", NULL, NULL,
                           (char *const *)(is_video ? video_args : audio_args), environ);
     if (rc != 0) {
-        cli_outfile_abort(&out);
+        cli_outfile_abort(out);
         cli_error("pack", "cannot run ffmpeg for --preview: %s; install it with: apt-get install "
                           "ffmpeg",
                   strerror(rc));
@@ -109,18 +106,12 @@ static int make_preview(const pack_args *a, int is_video)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        cli_outfile_abort(&out);
+        cli_outfile_abort(out);
         cli_error("pack", "ffmpeg could not make a preview of %s (see its message above); "
-                          "the container was not written",
+                          "nothing was written",
                   a->input);
         return CLI_EXIT_EXTERNAL;
     }
-    out.fd = open(out.tmp_path, O_RDONLY);
-    if (out.fd < 0 || cli_outfile_commit(&out, &err) != 0) {
-        cli_outfile_abort(&out);
-        return cli_fail("pack", &err, CLI_EXIT_OUTPUT);
-    }
-    fprintf(stderr, "secmedia pack: preview written to %s\n", a->preview_out);
     return CLI_EXIT_OK;
 }
 
@@ -239,44 +230,41 @@ out:
     return rc;
 }
 
-/* Wraps the key to the recipient and writes the JWE. */
-static int write_jwe(const pack_args *a, const sm_secret *key, const char *kid)
+/* Wraps the key to the recipient into out's temporary file. */
+static int prepare_jwe(const pack_args *a, const sm_jwk *recipient, const sm_secret *key,
+                       const char *kid, const char *path, cli_outfile *out)
 {
     sm_error err = {0};
-    sm_jwk *recipient = NULL;
     char *jwe = NULL;
-    char default_out[4096];
-    const char *path = a->jwe_out;
-    int rc = CLI_EXIT_OK;
-    cli_outfile out;
-
-    if (path == NULL) {
-        snprintf(default_out, sizeof(default_out), "%s.jwe", a->output);
-        path = default_out;
-    }
-    if (sm_jwk_load_file(a->recipient, &recipient, &err) != SM_OK)
+    if (sm_jwe_wrap_key(recipient, key, kid, &jwe, &err) != SM_OK)
         return cli_fail("pack", &err, CLI_EXIT_KEY);
-    if (sm_jwe_wrap_key(recipient, key, kid, &jwe, &err) != SM_OK) {
-        rc = cli_fail("pack", &err, CLI_EXIT_KEY);
-        goto done;
-    }
-    if (cli_outfile_open(&out, path, 0644, a->force, &err) != 0) {
-        rc = cli_fail("pack", &err, CLI_EXIT_OUTPUT);
-        goto done;
-    }
-    sm_fd_io sink = {out.fd, path};
-    if (sm_fd_write(&sink, (const uint8_t *)jwe, strlen(jwe), &err) != SM_OK ||
-        sm_fd_write(&sink, (const uint8_t *)"\n", 1, &err) != SM_OK ||
-        cli_outfile_commit(&out, &err) != 0) {
-        cli_outfile_abort(&out);
-        rc = cli_fail("pack", &err, CLI_EXIT_OUTPUT);
-        goto done;
-    }
-    fprintf(stderr, "secmedia pack: media key wrapped for %s written to %s\n", a->recipient, path);
-done:
+    int ok = cli_outfile_open(out, path, 0644, a->force, &err) == 0 &&
+             cli_outfile_write(out, jwe, strlen(jwe), &err) == 0 &&
+             cli_outfile_write(out, "\n", 1, &err) == 0;
     free(jwe);
-    sm_jwk_free(recipient);
-    return rc;
+    if (!ok) {
+        cli_outfile_abort(out);
+        return cli_fail("pack", &err, CLI_EXIT_OUTPUT);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* Writes the media key file into out's temporary file (mode 0600). */
+static int prepare_key_file(const pack_args *a, const sm_secret *key, const char *kid,
+                            cli_outfile *out)
+{
+    sm_error err = {0};
+    sm_secret *doc = NULL;
+    if (sm_keyfile_encode(key, kid, &doc, &err) != SM_OK)
+        return cli_fail("pack", &err, CLI_EXIT_FAILURE);
+    int ok = cli_outfile_open(out, a->key_out, 0600, a->force, &err) == 0 &&
+             cli_outfile_write(out, doc->bytes, doc->len, &err) == 0;
+    sm_secret_free(doc);
+    if (!ok) {
+        cli_outfile_abort(out);
+        return cli_fail("pack", &err, CLI_EXIT_OUTPUT);
+    }
+    return CLI_EXIT_OK;
 }
 
 int cmd_pack(int argc, char **argv)
@@ -286,14 +274,24 @@ int cmd_pack(int argc, char **argv)
     sm_container_meta meta;
     struct stat st;
     char kid[128];
-    char preview_default[4096];
-    cli_outfile out;
+    char preview_default[4096], jwe_default[4096];
+    /* Every output is prepared in a temporary file; none is installed until
+     * all of them are complete, so a failure (even with --force) never
+     * leaves a container without its key or replaces a key file early. */
+    enum { OUT_KEY, OUT_JWE, OUT_PREVIEW, OUT_CONTAINER, OUT_COUNT };
+    cli_outfile outs[OUT_COUNT];
+    const char *jwe_path = NULL;
     sm_secret *key = NULL;
+    sm_jwk *recipient = NULL;
+    int in_fd = -1;
     int rc = parse_pack_args(argc, argv, &a);
     if (rc != 0)
         return rc < 0 ? CLI_EXIT_OK : rc;
 
     memset(&meta, 0, sizeof(meta));
+    memset(outs, 0, sizeof(outs));
+    for (int i = 0; i < OUT_COUNT; i++)
+        outs[i].fd = -1;
     if (sm_validate_work_id(a.work_id, "--work-id", &err) != SM_OK)
         return cli_usage_error("pack", "%s", err.message);
     if (a.media_type == NULL && (a.media_type = cli_media_type_for(a.input)) == NULL)
@@ -303,28 +301,36 @@ int cmd_pack(int argc, char **argv)
         return cli_usage_error("pack", "%s", err.message);
     int is_video = strncmp(a.media_type, "video/", 6) == 0;
     if (a.preview_seconds > 0 && a.preview_out == NULL) {
-        snprintf(preview_default, sizeof(preview_default), "%.*s.preview.%s",
-                 (int)(strlen(a.output) > 4 && strcmp(a.output + strlen(a.output) - 4, ".smc") == 0
-                           ? strlen(a.output) - 4
-                           : strlen(a.output)),
+        size_t stem = strlen(a.output);
+        if (stem > 4 && strcmp(a.output + stem - 4, ".smc") == 0)
+            stem -= 4;
+        snprintf(preview_default, sizeof(preview_default), "%.*s.preview.%s", (int)stem,
                  a.output, is_video ? "webm" : "ogg");
         a.preview_out = preview_default;
+    }
+    if (a.recipient != NULL) {
+        snprintf(jwe_default, sizeof(jwe_default), "%s.jwe", a.output);
+        jwe_path = a.jwe_out != NULL ? a.jwe_out : jwe_default;
     }
     if (a.preview_seconds > 0 && !find_in_path("ffmpeg")) {
         cli_error("pack", "--preview needs ffmpeg, which is not installed (not found in PATH); "
                           "install it with: apt-get install ffmpeg");
         return CLI_EXIT_EXTERNAL;
     }
+    /* A bad recipient is found before any work is done. */
+    if (a.recipient != NULL && sm_jwk_load_file(a.recipient, &recipient, &err) != SM_OK)
+        return cli_fail("pack", &err, CLI_EXIT_KEY);
 
-    int in_fd = open(a.input, O_RDONLY | O_CLOEXEC);
+    in_fd = open(a.input, O_RDONLY | O_CLOEXEC);
     if (in_fd < 0) {
         cli_error("pack", "cannot open %s: %s", a.input, strerror(errno));
-        return CLI_EXIT_INPUT;
+        rc = CLI_EXIT_INPUT;
+        goto done;
     }
     if (fstat(in_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         cli_error("pack", "%s is not a regular file (the size must be known up front)", a.input);
-        close(in_fd);
-        return CLI_EXIT_INPUT;
+        rc = CLI_EXIT_INPUT;
+        goto done;
     }
     posix_fadvise(in_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     snprintf(meta.work_id, sizeof(meta.work_id), "%s", a.work_id);
@@ -337,46 +343,50 @@ int cmd_pack(int argc, char **argv)
                               &err) != SM_OK) {
         cli_error("pack", "the input file name cannot be stored in the header (%s); rename it",
                   err.message[0] ? err.message : "too long");
-        close(in_fd);
-        return CLI_EXIT_USAGE;
+        rc = CLI_EXIT_USAGE;
+        goto done;
     }
     snprintf(kid, sizeof(kid), "%s:%u", meta.work_id, meta.key_version);
 
-    if (a.preview_seconds > 0 && (rc = make_preview(&a, is_video)) != CLI_EXIT_OK) {
-        close(in_fd);
-        return rc;
-    }
+    if (a.preview_seconds > 0 &&
+        (rc = make_preview(&a, is_video, &outs[OUT_PREVIEW])) != CLI_EXIT_OK)
+        goto done;
     key = sm_secret_random(SM_MEDIA_KEY_SIZE);
     if (key == NULL) {
-        close(in_fd);
         cli_error("pack", "cannot generate a media key (random generator or memory failure)");
-        return CLI_EXIT_FAILURE;
+        rc = CLI_EXIT_FAILURE;
+        goto done;
     }
-    if (cli_outfile_open(&out, a.output, 0644, a.force, &err) != 0) {
+    if (cli_outfile_open(&outs[OUT_CONTAINER], a.output, 0644, a.force, &err) != 0) {
         rc = cli_fail("pack", &err, CLI_EXIT_OUTPUT);
         goto done;
     }
-    rc = encrypt_input(&a, in_fd, &meta, key, &out);
-    /* The container only appears once its key is safely stored. */
-    if (rc == CLI_EXIT_OK && a.key_out != NULL &&
-        sm_keyfile_save(a.key_out, key, kid, a.force, &err) != SM_OK)
-        rc = cli_fail("pack", &err, CLI_EXIT_OUTPUT);
-    if (rc == CLI_EXIT_OK && a.recipient != NULL && (rc = write_jwe(&a, key, kid)) != CLI_EXIT_OK &&
-        a.key_out != NULL)
-        unlink(a.key_out);
-    if (rc == CLI_EXIT_OK && cli_outfile_commit(&out, &err) != 0) {
-        rc = cli_fail("pack", &err, CLI_EXIT_OUTPUT);
-        if (a.key_out != NULL)
-            unlink(a.key_out);
+    rc = encrypt_input(&a, in_fd, &meta, key, &outs[OUT_CONTAINER]);
+    if (rc == CLI_EXIT_OK && a.key_out != NULL)
+        rc = prepare_key_file(&a, key, kid, &outs[OUT_KEY]);
+    if (rc == CLI_EXIT_OK && recipient != NULL)
+        rc = prepare_jwe(&a, recipient, key, kid, jwe_path, &outs[OUT_JWE]);
+    /* Install: keys first, the container last (it is useless without them). */
+    for (int i = 0; rc == CLI_EXIT_OK && i < OUT_COUNT; i++) {
+        if (outs[i].open && cli_outfile_commit(&outs[i], &err) != 0)
+            rc = cli_fail("pack", &err, CLI_EXIT_OUTPUT);
     }
-    if (rc != CLI_EXIT_OK)
-        cli_outfile_abort(&out);
-    else
+    if (rc == CLI_EXIT_OK) {
+        if (a.preview_seconds > 0)
+            fprintf(stderr, "secmedia pack: preview written to %s\n", a.preview_out);
+        if (recipient != NULL)
+            fprintf(stderr, "secmedia pack: media key wrapped for %s written to %s\n",
+                    a.recipient, jwe_path);
         fprintf(stderr, "secmedia pack: %s: %llu bytes encrypted in %llu chunks\n", a.output,
                 (unsigned long long)meta.plaintext_length,
                 (unsigned long long)sm_container_chunk_count(meta.plaintext_length));
+    }
 done:
+    for (int i = 0; i < OUT_COUNT; i++)
+        cli_outfile_abort(&outs[i]);
     sm_secret_free(key);
-    close(in_fd);
+    sm_jwk_free(recipient);
+    if (in_fd >= 0)
+        close(in_fd);
     return rc;
 }

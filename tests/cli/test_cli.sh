@@ -108,6 +108,33 @@ expect_exit 7 "short key refused" -- "$SM" verify c1.smc --key short.jwk
 printf 'not json' > junk.jwk; chmod 600 junk.jwk
 expect_exit 4 "junk key file" -- "$SM" verify c1.smc --key junk.jwk
 
+# --- failures never lose or leak keys (from the security review) -------------
+head -c 5000 /dev/urandom > keep.bin
+"$SM" pack keep.bin -o keep.smc --work-id keep --type a/b --key-out keep.jwk 2>/dev/null
+cp keep.jwk keep.jwk.orig
+expect_exit 7 "pack --force with a bad recipient fails early" -- "$SM" pack keep.bin -o keep.smc \
+  --work-id keep --type a/b --key-out keep.jwk --recipient /nonexistent.jwk --force
+expect_true "the old key file is untouched" cmp -s keep.jwk keep.jwk.orig
+expect_exit 0 "the old container still opens with it" -- "$SM" verify keep.smc --key keep.jwk
+expect_true "no temp files left in the directory" bash -c "! ls .*tmp* *.part.* 2>/dev/null | grep -q ."
+for bad in 'A==' 'A=AA' "$(head -c 41 /dev/zero | tr '\0' A)=="; do
+  printf '{"kty":"oct","k":"%s"}' "$bad" > evil.jwk; chmod 600 evil.jwk
+  expect_exit 7 "malformed base64 key '$bad' is refused, not a crash" -- "$SM" verify keep.smc --key evil.jwk
+done
+printf '{"kty":"oct","k":"%sB"}' "$(head -c 42 /dev/zero | tr '\0' A)" > evil.jwk; chmod 600 evil.jwk
+expect_exit 7 "non-canonical trailing bits refused" -- "$SM" verify keep.smc --key evil.jwk
+printf '{"kty":"oct","k":"SECRETSECRETSECRETSECRET' > cut.jwk; chmod 600 cut.jwk
+expect_exit 4 "truncated key file" -- "$SM" verify keep.smc --key cut.jwk
+expect_true "key text never appears in messages" bash -c "! grep -q SECRET '$T/err'"
+printf '{"kty":"EC","crv":"P-256","d":"PRIVATEPRIVATEPRIVATE' > cutdev.jwk; chmod 600 cutdev.jwk
+expect_exit 7 "truncated device key" -- "$SM" verify r.smc --jwe r.smc.jwe --device-key cutdev.jwk
+expect_true "private key text never appears in messages" bash -c "! grep -q PRIVATE '$T/err'"
+mkfifo fifo.jwk
+expect_exit 7 "a FIFO as key file is refused at once" -- timeout 5 "$SM" verify keep.smc --key fifo.jwk
+expect_stderr "FIFO message" "not a regular file"
+(umask 077 && "$SM" unpack keep.smc --key keep.jwk -o private.out 2>/dev/null)
+expect_true "unpack honours the umask" test "$(mode_of private.out)" = 600
+
 # --- tampering, truncation, not-a-container ---------------------------------
 flip() { # flip one bit of file $1 at offset $2 into $3
   cp "$1" "$3"
