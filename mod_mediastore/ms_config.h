@@ -9,6 +9,7 @@
 
 #include <http_config.h>
 
+#include "sm_secmem.h"
 #include "smh_config.h"
 #include "smh_identity.h"
 
@@ -34,6 +35,12 @@ typedef struct ms_server_config {
     const char *keyserver_ca_file;
     const char *client_cert_file;  /* PEM certificate for notifications */
     const char *client_key_file;   /* PEM private key for notifications */
+    /* Their contents, read at configuration time (as root). */
+    const char *keyserver_ca_pem;
+    apr_size_t keyserver_ca_len;
+    const char *client_cert_pem;
+    apr_size_t client_cert_len;
+    sm_secret *client_key_pem;
     const char *token_issuer;
     const char *token_audience;
     uint64_t jwks_lifetime;        /* seconds a fetched JWKS is used */

@@ -1,0 +1,360 @@
+/* Drives common/sm_db.c against a real MariaDB for tests/integration/
+ * test_db_pool.py, which starts the server and passes the connection in
+ * SM_DB_SOCKET, SM_DB_USER, SM_DB_PASSWORD and SM_DB_NAME.
+ *
+ *   db_pool_helper basic        statements, types, errors, transactions
+ *   db_pool_helper deadlock     two threads deadlock; the retry saves both
+ *   db_pool_helper exhausted    every connection busy -> unavailable
+ *   db_pool_helper unavailable  the server is down -> unavailable
+ *   db_pool_helper interactive  one pool; each stdin line "query" prints the
+ *                               status of a transaction (for stop/start)
+ * Exit 0 when every check held; failures are printed. */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sm_db.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, __VA_ARGS__);                                                      \
+            fputc('\n', stderr);                                                               \
+            failures++;                                                                        \
+        }                                                                                      \
+    } while (0)
+
+#define MUST(expr, err)                                                                        \
+    do {                                                                                       \
+        sm_status must_st = (expr);                                                            \
+        if (must_st != SM_OK) {                                                                \
+            fprintf(stderr, "%s:%d: %s failed: %s (%s)\n", __FILE__, __LINE__, #expr,          \
+                    (err)->message, sm_status_name(must_st));                                 \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+static sm_db_config config_from_env(void)
+{
+    sm_db_config c;
+    sm_db_config_defaults(&c);
+    c.socket = getenv("SM_DB_SOCKET");
+    c.user = getenv("SM_DB_USER");
+    c.password = getenv("SM_DB_PASSWORD");
+    c.database = getenv("SM_DB_NAME");
+    c.connect_timeout_s = 2;
+    c.lock_wait_timeout_s = 2;
+    if (c.socket == NULL || c.user == NULL || c.database == NULL) {
+        fprintf(stderr, "set SM_DB_SOCKET, SM_DB_USER, SM_DB_PASSWORD and SM_DB_NAME\n");
+        exit(2);
+    }
+    return c;
+}
+
+static sm_db_pool *pool_new(const sm_db_config *c)
+{
+    sm_db_pool *p;
+    sm_error err;
+    MUST(sm_db_pool_new(c, &p, &err), &err);
+    return p;
+}
+
+static void basic(void)
+{
+    sm_db_config cfg = config_from_env();
+    sm_db_pool *pool = pool_new(&cfg);
+    sm_db_conn *c;
+    sm_error err;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_exec(c, "DROP TABLE IF EXISTS t_basic", NULL, 0, NULL, &err), &err);
+    MUST(sm_db_exec(c,
+                    "CREATE TABLE t_basic (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                    "name VARCHAR(200) NOT NULL UNIQUE, data BLOB NULL, n BIGINT NULL, "
+                    "u BIGINT UNSIGNED NULL) ENGINE=InnoDB",
+                    NULL, 0, NULL, &err),
+         &err);
+
+    /* SQL metacharacters and a long value travel as data, never as SQL. */
+    const char *evil = "x'); DROP TABLE t_basic; -- \"\\%_";
+    char longname[190];
+    memset(longname, 'L', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    static const unsigned char blob[] = {0, 1, 2, 0, 255, '\'', 0};
+    uint64_t affected = 0;
+    MUST(sm_db_exec(c, "INSERT INTO t_basic (name, data, n, u) VALUES (?, ?, ?, ?)",
+                    SM_DB_PARAMS(sm_db_text(evil), sm_db_blob(blob, sizeof(blob)),
+                                 sm_db_int(-42), sm_db_uint(UINT64_MAX)),
+                    &affected, &err),
+         &err);
+    CHECK(affected == 1, "affected %llu", (unsigned long long)affected);
+    CHECK(sm_db_insert_id(c) == 1, "insert id %llu", (unsigned long long)sm_db_insert_id(c));
+    MUST(sm_db_exec(c, "INSERT INTO t_basic (name, data, n, u) VALUES (?, ?, ?, ?)",
+                    SM_DB_PARAMS(sm_db_text(longname), sm_db_null(), sm_db_null(),
+                                 sm_db_text(NULL)),
+                    NULL, &err),
+         &err);
+
+    sm_db_rows *rows;
+    MUST(sm_db_query(c, "SELECT name, data, n, u FROM t_basic ORDER BY id", NULL, 0, &rows, &err),
+         &err);
+    CHECK(sm_db_rows_count(rows) == 2, "rows %zu", sm_db_rows_count(rows));
+    CHECK(sm_db_rows_columns(rows) == 4, "columns %u", sm_db_rows_columns(rows));
+    int has;
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    CHECK(has, "first row");
+    size_t len;
+    CHECK(strcmp(sm_db_col_text(rows, 0, NULL), evil) == 0, "name %s",
+          sm_db_col_text(rows, 0, NULL));
+    const char *data = sm_db_col_text(rows, 1, &len);
+    CHECK(len == sizeof(blob) && memcmp(data, blob, len) == 0, "blob len %zu", len);
+    int64_t n;
+    uint64_t u;
+    MUST(sm_db_col_int(rows, 2, &n, &err), &err);
+    MUST(sm_db_col_uint(rows, 3, &u, &err), &err);
+    CHECK(n == -42 && u == UINT64_MAX, "n %lld u %llu", (long long)n, (unsigned long long)u);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    CHECK(has, "second row");
+    /* Longer than the first column buffer: grown on truncation. */
+    CHECK(strcmp(sm_db_col_text(rows, 0, &len), longname) == 0 && len == strlen(longname),
+          "long name len %zu", len);
+    CHECK(sm_db_col_text(rows, 1, NULL) == NULL, "NULL blob");
+    CHECK(sm_db_col_int(rows, 2, &n, &err) == SM_ERR_FORMAT, "NULL int is an error");
+    CHECK(sm_db_col_text(rows, 9, NULL) == NULL, "column out of range");
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    CHECK(!has, "end of rows");
+    sm_db_rows_free(rows);
+
+    /* Error classes. */
+    sm_status st = sm_db_exec(c, "INSERT INTO t_basic (name) VALUES (?)",
+                              SM_DB_PARAMS(sm_db_text(evil)), NULL, &err);
+    CHECK(st == SM_ERR_DUPLICATE, "duplicate: %s %s", sm_status_name(st), err.message);
+    st = sm_db_exec(c, "INSERT INTO t_basic (name) VALUES (?)", NULL, 0, NULL, &err);
+    CHECK(st == SM_ERR_ARG, "placeholder count: %s", sm_status_name(st));
+    st = sm_db_exec(c, "SELEKT nonsense", NULL, 0, NULL, &err);
+    CHECK(st == SM_ERR_DB, "syntax error: %s", sm_status_name(st));
+    st = sm_db_exec(c, "SELECT 1", NULL, 0, NULL, &err);
+    CHECK(st == SM_ERR_ARG, "exec of a query: %s", sm_status_name(st));
+    st = sm_db_query(c, "DELETE FROM t_basic WHERE id = 0", NULL, 0, &rows, &err);
+    CHECK(st == SM_ERR_ARG && rows == NULL, "query of a statement: %s", sm_status_name(st));
+    /* The connection stays usable after server-side errors. */
+    MUST(sm_db_query(c, "SELECT COUNT(*) FROM t_basic", NULL, 0, &rows, &err), &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    MUST(sm_db_col_int(rows, 0, &n, &err), &err);
+    CHECK(n == 2, "count %lld", (long long)n);
+    sm_db_rows_free(rows);
+
+    /* Explicit transaction rolled back leaves nothing. */
+    MUST(sm_db_begin(c, &err), &err);
+    MUST(sm_db_exec(c, "INSERT INTO t_basic (name) VALUES ('rolled back')", NULL, 0, NULL, &err),
+         &err);
+    sm_db_rollback(c);
+    /* A transaction left open at release is rolled back too. */
+    MUST(sm_db_begin(c, &err), &err);
+    MUST(sm_db_exec(c, "INSERT INTO t_basic (name) VALUES ('left open')", NULL, 0, NULL, &err),
+         &err);
+    sm_db_release(c);
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_query(c, "SELECT COUNT(*) FROM t_basic", NULL, 0, &rows, &err), &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    MUST(sm_db_col_int(rows, 0, &n, &err), &err);
+    CHECK(n == 2, "count after rollbacks %lld", (long long)n);
+    sm_db_rows_free(rows);
+    /* utf8mb4 end to end. */
+    const char *emoji = "caf\xc3\xa9 \xf0\x9f\x8e\xb5";
+    MUST(sm_db_query(c, "SELECT ?, CHAR_LENGTH(?)", SM_DB_PARAMS(sm_db_text(emoji), sm_db_text(emoji)),
+                     &rows, &err),
+         &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    MUST(sm_db_col_int(rows, 1, &n, &err), &err);
+    CHECK(strcmp(sm_db_col_text(rows, 0, NULL), emoji) == 0 && n == 6, "utf8mb4: %lld",
+          (long long)n);
+    sm_db_rows_free(rows);
+    sm_db_release(c);
+
+    sm_db_pool_stats stats;
+    sm_db_pool_get_stats(pool, &stats);
+    CHECK(stats.open == 1 && stats.idle == 1 && stats.connects == 1, "stats open %u idle %u",
+          stats.open, stats.idle);
+    sm_db_pool_free(pool);
+}
+
+/* --- deadlock ---------------------------------------------------------------- */
+
+typedef struct deadlock_arg {
+    sm_db_pool *pool;
+    int first, second; /* row ids locked in this order */
+    int attempts;
+    pthread_barrier_t *barrier;
+} deadlock_arg;
+
+static sm_status lock_two_rows(sm_db_conn *c, void *argv, sm_error *err)
+{
+    deadlock_arg *a = argv;
+    a->attempts++;
+    sm_db_rows *rows;
+    sm_status st = sm_db_query(c, "SELECT v FROM t_dead WHERE id = ? FOR UPDATE",
+                               SM_DB_PARAMS(sm_db_int(a->first)), &rows, err);
+    if (st != SM_OK)
+        return st;
+    sm_db_rows_free(rows);
+    /* Both threads hold their first lock before asking for the second. */
+    if (a->attempts == 1)
+        pthread_barrier_wait(a->barrier);
+    st = sm_db_query(c, "SELECT v FROM t_dead WHERE id = ? FOR UPDATE",
+                     SM_DB_PARAMS(sm_db_int(a->second)), &rows, err);
+    if (st != SM_OK)
+        return st;
+    sm_db_rows_free(rows);
+    return sm_db_exec(c, "UPDATE t_dead SET v = v + 1 WHERE id IN (?, ?)",
+                      SM_DB_PARAMS(sm_db_int(a->first), sm_db_int(a->second)), NULL, err);
+}
+
+static void *deadlock_thread(void *argv)
+{
+    deadlock_arg *a = argv;
+    sm_error err;
+    sm_status st = sm_db_transaction(a->pool, lock_two_rows, a, &err);
+    CHECK(st == SM_OK, "transaction: %s %s", sm_status_name(st), err.message);
+    return NULL;
+}
+
+static void deadlock(void)
+{
+    sm_db_config cfg = config_from_env();
+    sm_db_pool *pool = pool_new(&cfg);
+    sm_db_conn *c;
+    sm_error err;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_exec(c, "DROP TABLE IF EXISTS t_dead", NULL, 0, NULL, &err), &err);
+    MUST(sm_db_exec(c, "CREATE TABLE t_dead (id INT PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+                    NULL, 0, NULL, &err),
+         &err);
+    MUST(sm_db_exec(c, "INSERT INTO t_dead VALUES (1, 0), (2, 0)", NULL, 0, NULL, &err), &err);
+    sm_db_release(c);
+
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, 2);
+    deadlock_arg a = {pool, 1, 2, 0, &barrier}, b = {pool, 2, 1, 0, &barrier};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, deadlock_thread, &a);
+    pthread_create(&tb, NULL, deadlock_thread, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_barrier_destroy(&barrier);
+    CHECK(a.attempts + b.attempts >= 3, "one side was retried: %d + %d", a.attempts,
+          b.attempts);
+    sm_db_pool_stats stats;
+    sm_db_pool_get_stats(pool, &stats);
+    CHECK(stats.retries >= 1, "retries %llu", (unsigned long long)stats.retries);
+
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    sm_db_rows *rows;
+    int has;
+    int64_t v1, v2;
+    MUST(sm_db_query(c, "SELECT (SELECT v FROM t_dead WHERE id = 1), "
+                        "(SELECT v FROM t_dead WHERE id = 2)",
+                     NULL, 0, &rows, &err),
+         &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    MUST(sm_db_col_int(rows, 0, &v1, &err), &err);
+    MUST(sm_db_col_int(rows, 1, &v2, &err), &err);
+    CHECK(v1 == 2 && v2 == 2, "both transactions applied exactly once: %lld %lld",
+          (long long)v1, (long long)v2);
+    sm_db_rows_free(rows);
+    sm_db_release(c);
+    sm_db_pool_free(pool);
+}
+
+static void exhausted(void)
+{
+    sm_db_config cfg = config_from_env();
+    cfg.pool_size = 1;
+    cfg.acquire_timeout_ms = 200;
+    sm_db_pool *pool = pool_new(&cfg);
+    sm_db_conn *c, *c2;
+    sm_error err;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    sm_status st = sm_db_acquire(pool, &c2, &err);
+    CHECK(st == SM_ERR_UNAVAILABLE && strstr(err.message, "busy") != NULL, "%s %s",
+          sm_status_name(st), err.message);
+    sm_db_release(c);
+    MUST(sm_db_acquire(pool, &c2, &err), &err);
+    CHECK(c2 == c, "the released connection is reused");
+    sm_db_release(c2);
+    sm_db_pool_free(pool);
+}
+
+static sm_status count_rows(sm_db_conn *c, void *arg, sm_error *err)
+{
+    (void)arg;
+    sm_db_rows *rows;
+    sm_status st = sm_db_query(c, "SELECT COUNT(*) FROM information_schema.TABLES", NULL, 0,
+                               &rows, err);
+    if (st == SM_OK)
+        sm_db_rows_free(rows);
+    return st;
+}
+
+static void unavailable(void)
+{
+    sm_db_config cfg = config_from_env();
+    sm_db_pool *pool = pool_new(&cfg);
+    sm_error err;
+    sm_status st = sm_db_transaction(pool, count_rows, NULL, &err);
+    CHECK(st == SM_ERR_UNAVAILABLE, "%s %s", sm_status_name(st), err.message);
+    CHECK(cfg.password == NULL || strstr(err.message, cfg.password) == NULL,
+          "password in message");
+    printf("%s\n", err.message);
+    sm_db_pool_free(pool);
+}
+
+static void interactive(void)
+{
+    sm_db_config cfg = config_from_env();
+    cfg.health_check_idle_ms = 0; /* as after a long idle time */
+    sm_db_pool *pool = pool_new(&cfg);
+    char line[64];
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        if (strncmp(line, "query", 5) != 0)
+            continue;
+        sm_error err;
+        sm_error_clear(&err);
+        sm_status st = sm_db_transaction(pool, count_rows, NULL, &err);
+        sm_db_pool_stats stats;
+        sm_db_pool_get_stats(pool, &stats);
+        printf("%s connects=%llu discarded=%llu %s\n", sm_status_name(st),
+               (unsigned long long)stats.connects, (unsigned long long)stats.discarded,
+               err.message);
+        fflush(stdout);
+    }
+    sm_db_pool_free(pool);
+}
+
+int main(int argc, char **argv)
+{
+    const char *what = argc > 1 ? argv[1] : "";
+    if (strcmp(what, "basic") == 0)
+        basic();
+    else if (strcmp(what, "deadlock") == 0)
+        deadlock();
+    else if (strcmp(what, "exhausted") == 0)
+        exhausted();
+    else if (strcmp(what, "unavailable") == 0)
+        unavailable();
+    else if (strcmp(what, "interactive") == 0)
+        interactive();
+    else {
+        fprintf(stderr, "usage: db_pool_helper basic|deadlock|exhausted|unavailable|interactive\n");
+        return 2;
+    }
+    if (failures != 0)
+        fprintf(stderr, "%d check(s) failed\n", failures);
+    return failures != 0;
+}

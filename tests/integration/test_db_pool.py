@@ -1,0 +1,65 @@
+"""common/sm_db against a real MariaDB, through tests/db/db_pool_helper:
+typed statements, error classes, deadlock retry, pool exhaustion, the
+server going away and coming back under one pool."""
+
+import os
+import subprocess
+
+import pytest
+
+
+def helper_path():
+    path = os.path.join(os.environ.get("SM_TESTS_BUILDDIR", ""), "db", "db_pool_helper")
+    if not os.access(path, os.X_OK):
+        pytest.fail("%s not built (make -C tests db/db_pool_helper)" % path)
+    return path
+
+
+def helper_env(database):
+    return dict(os.environ, SM_DB_SOCKET=database.socket, SM_DB_USER=database.user,
+                SM_DB_PASSWORD=database.password, SM_DB_NAME=database.name)
+
+
+def run_helper(database, scenario):
+    result = subprocess.run([helper_path(), scenario], env=helper_env(database),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
+    return result.stdout
+
+
+@pytest.mark.parametrize("scenario", ["basic", "deadlock", "exhausted"])
+def test_pool(env, scenario):
+    run_helper(env.role_database("mediastore"), scenario)
+
+
+def test_unreachable_database_is_unavailable(env):
+    database = env.role_database("mediastore")
+    env.db.stop()
+    out = run_helper(database, "unavailable")
+    assert "cannot connect" in out and database.password not in out
+
+
+def test_database_restart_under_one_pool(env):
+    database = env.role_database("mediastore")
+    proc = subprocess.Popen([helper_path(), "interactive"], env=helper_env(database),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        def ask():
+            proc.stdin.write("query\n")
+            proc.stdin.flush()
+            return proc.stdout.readline().strip()
+
+        assert ask().startswith("ok connects=1")
+        env.db.stop()
+        assert ask().startswith("unavailable")
+        assert ask().startswith("unavailable")
+        env.db.start()
+        # The stale pooled connection is discarded, a new one made.
+        line = ask()
+        assert line.startswith("ok connects=2"), line
+        assert ask().startswith("ok connects=2")
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

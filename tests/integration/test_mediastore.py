@@ -1,0 +1,465 @@
+"""mod_mediastore end to end: real httpd + mod_ssl + MariaDB, a test double
+for the key server (FakeKeyServer), tokens signed by the project's JOSE
+code. Each bad input or attack from issue 3 that concerns the media store
+has a test here."""
+
+import glob
+import os
+import socket
+import ssl
+import time
+
+import pytest
+import requests
+
+import harness
+from mediastore_setup import (FakeKeyServer, MediaStore, Tokens, file_digest, pack_container,
+                              repr_digest)
+
+PROBLEM_BASE = "https://secmedia.example/problems/"
+
+
+def problem(response, status, slug):
+    assert response.status_code == status, "%d %s" % (response.status_code, response.text[:400])
+    assert response.headers["Content-Type"] == "application/problem+json"
+    doc = response.json()
+    assert doc["type"] == PROBLEM_BASE + slug, doc
+    assert doc["detail"]
+    return doc
+
+
+@pytest.fixture
+def tokens(sm_workspace, request):
+    return Tokens(sm_workspace.new_dir("tokens-" + request.node.name))
+
+
+@pytest.fixture
+def keyserver(env, tokens):
+    ks = FakeKeyServer(env.pki, tokens.jwks("ks-1"))
+    ks.start()
+    yield ks
+    ks.stop()
+
+
+@pytest.fixture
+def containers(sm_workspace):
+    return sm_workspace.path + "/containers"
+
+
+def start_store(env, keyserver, extra=""):
+    store = MediaStore(env, keyserver_url=keyserver.url,
+                       jwks_url=keyserver.url + "/v1/jwks",
+                       extra="MediaStoreNotifyRetryInterval 1\n"
+                             "MediaStoreJWKSMinRefreshInterval 2\n" + extra)
+    env.httpd.start()
+    return store
+
+
+def upload(client, work_id, path_or_bytes, digest=None, preview=False, **kwargs):
+    if isinstance(path_or_bytes, bytes):
+        data = path_or_bytes
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
+    headers = kwargs.pop("headers", {})
+    headers.setdefault("Repr-Digest", digest or repr_digest(data))
+    url = "/works/%s%s" % (work_id, "/preview" if preview else "")
+    return client.put(url, data=data, headers=headers, **kwargs)
+
+
+def stored(store, work_id):
+    return os.path.exists(store.file_path(work_id))
+
+
+def no_temp_files(store):
+    return not glob.glob(os.path.join(store.storage, ".upload-*"))
+
+
+# --- upload --------------------------------------------------------------------------
+
+def test_upload_stores_once_and_never_replaces(env, keyserver, containers):
+    store = start_store(env, keyserver)
+    owner = env.client("owner")
+    c1 = pack_container(containers, "w1", 100000)
+    r = upload(owner, "w1", c1)
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert doc["status"] == "stored" and doc["size"] == os.path.getsize(c1)
+    assert r.headers["Location"] == "/works/w1"
+    with open(c1, "rb") as a, open(store.file_path("w1"), "rb") as b:
+        assert a.read() == b.read()
+    row = store.query("SELECT owner_dn, size, HEX(sha256) FROM works WHERE work_id = 'w1'")
+    assert row[0][0] == env.pki.client("owner").subject_dn
+    # The same bytes again: fine, nothing rewritten.
+    mtime = os.stat(store.file_path("w1")).st_mtime_ns
+    r = upload(owner, "w1", c1)
+    assert r.status_code == 200 and r.json()["status"] == "already-stored"
+    assert os.stat(store.file_path("w1")).st_mtime_ns == mtime
+    # Different bytes under the same work id: refused before the body is read.
+    c1b = pack_container(containers, "w1", 100000, seed=2)
+    problem(upload(owner, "w1", c1b), 409, "work-exists")
+    with open(c1, "rb") as a, open(store.file_path("w1"), "rb") as b:
+        assert a.read() == b.read()
+    assert no_temp_files(store)
+
+
+def test_upload_needs_the_owner_certificate(env, keyserver, containers):
+    store = start_store(env, keyserver)
+    c1 = pack_container(containers, "w1", 5000)
+    problem(upload(env.client(), "w1", c1), 403, "client-certificate-required")
+    problem(upload(env.client("retailer1"), "w1", c1), 403,
+            "client-certificate-not-authorized")
+    # A certificate from a CA the server does not trust fails the handshake.
+    with pytest.raises(requests.exceptions.RequestException):
+        upload(env.client("foreign"), "w1", c1)
+    assert not stored(store, "w1") and no_temp_files(store)
+    assert store.query("SELECT COUNT(*) FROM works") == [("0",)]
+    env.allow_log(r"AH02039|AH02261|certificate verify failed|SSL Library Error")
+
+
+def test_oversize_upload_is_413(env, keyserver, containers):
+    store = start_store(env, keyserver, "MediaStoreMaxUploadSize 64K")
+    c1 = pack_container(containers, "w1", 200000)
+    owner = env.client("owner")
+    doc = problem(upload(owner, "w1", c1), 413, "body-too-large")
+    assert doc["limit"] == 65536
+    # Without Content-Length (chunked), noticed while streaming.
+    with open(c1, "rb") as f:
+        data = f.read()
+    owner = env.client("owner")
+    r = owner.put("/works/w1", data=iter([data[i:i + 16384] for i in range(0, len(data), 16384)]),
+                  headers={"Repr-Digest": repr_digest(data)})
+    problem(r, 413, "body-too-large")
+    assert not stored(store, "w1") and no_temp_files(store)
+
+
+@pytest.mark.parametrize("damage", ["junk", "other-work", "truncated", "trailing"])
+def test_invalid_container_is_refused(env, keyserver, containers, damage):
+    store = start_store(env, keyserver)
+    with open(pack_container(containers, "w1", 40000), "rb") as f:
+        data = f.read()
+    if damage == "junk":
+        data = b"not a container" * 1000
+    elif damage == "other-work":
+        with open(pack_container(containers, "w2", 40000), "rb") as f:
+            data = f.read()
+    elif damage == "truncated":
+        data = data[:-1]
+    else:
+        data = data + b"x"
+    r = upload(env.client("owner"), "w1", data)
+    doc = problem(r, 400, "invalid-container")
+    if damage == "other-work":
+        assert "w2" in doc["detail"]
+    assert not stored(store, "w1") and no_temp_files(store)
+
+
+def test_digest_required_and_checked(env, keyserver, containers):
+    store = start_store(env, keyserver)
+    owner = env.client("owner")
+    c1 = pack_container(containers, "w1", 40000)
+    with open(c1, "rb") as f:
+        data = f.read()
+    problem(owner.put("/works/w1", data=data), 400, "digest-required")
+    problem(upload(owner, "w1", data, digest="sha-256=:bm90IGEgZGlnZXN0:"), 400,
+            "digest-required")
+    doc = problem(upload(owner, "w1", data, digest=repr_digest(data + b"x")), 400,
+                  "digest-mismatch")
+    assert "SHA-256" in doc["detail"]
+    # Content-Digest (RFC 9530) is accepted as well.
+    r = owner.put("/works/w1", data=data, headers={"Content-Digest": repr_digest(data)})
+    assert r.status_code == 201, r.text
+    assert no_temp_files(store)
+
+
+def test_interrupted_upload_leaves_nothing(env, keyserver, containers):
+    store = start_store(env, keyserver)
+    c1 = pack_container(containers, "w1", 2000000)
+    with open(c1, "rb") as f:
+        data = f.read()
+    owner = env.pki.client("owner")
+    ctx = ssl.create_default_context(cafile=env.pki.ca_cert)
+    ctx.load_cert_chain(owner.cert, owner.key)
+    raw = socket.create_connection(("127.0.0.1", env.httpd.https_port))
+    sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    sock.sendall(("PUT /works/w1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n"
+                  "Repr-Digest: %s\r\n\r\n" % (len(data), repr_digest(data))).encode())
+    sock.sendall(data[:len(data) // 2])
+    time.sleep(0.3)
+    assert glob.glob(os.path.join(store.storage, ".upload-*")), "upload under way"
+    sock.close()
+    deadline = time.monotonic() + 10
+    while not no_temp_files(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert no_temp_files(store) and not stored(store, "w1")
+    assert store.query("SELECT COUNT(*) FROM works") == [("0",)]
+    env.expect_log("SM02007")
+
+
+def test_database_down_during_upload_is_503_then_recovers(env, keyserver, containers):
+    store = start_store(env, keyserver)
+    owner = env.client("owner")
+    c1 = pack_container(containers, "w1", 40000)
+    env.db.stop()
+    doc = problem(upload(owner, "w1", c1), 503, "service-unavailable")
+    assert "retry" in doc["detail"]
+    assert not stored(store, "w1") and no_temp_files(store)
+    env.db.start()
+    # The same httpd, no restart: the pool replaced its dead connections.
+    r = upload(owner, "w1", c1)
+    assert r.status_code == 201, r.text
+    env.expect_log("SM00011")
+
+
+# --- delivery ------------------------------------------------------------------------
+
+@pytest.fixture
+def published(env, keyserver, containers):
+    store = start_store(env, keyserver)
+    path = pack_container(containers, "w1", 300000)
+    assert upload(env.client("owner"), "w1", path).status_code == 201
+    assert upload(env.client("owner"), "w2", pack_container(containers, "w2", 1000)).status_code \
+        == 201
+    with open(path, "rb") as f:
+        store.w1 = f.read()
+    return store
+
+
+def test_full_get_with_bearer_or_query_token(env, published, tokens):
+    player = env.client()
+    token = tokens.delivery("w1")
+    r = player.get("/works/w1", headers={"Authorization": "Bearer " + token})
+    assert r.status_code == 200 and r.content == published.w1
+    assert r.headers["Content-Type"] == "application/vnd.secmedia.container"
+    assert r.headers["Accept-Ranges"] == "bytes" and r.headers["ETag"]
+    r = player.get("/works/w1", params={"token": token})
+    assert r.status_code == 200 and r.content == published.w1
+    # The query token never reaches the access log.
+    with open(env.httpd.access_log) as f:
+        assert token not in f.read()
+
+
+def test_token_problems(env, published, tokens):
+    player = env.client()
+    r = player.get("/works/w1")
+    problem(r, 401, "token-required")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    # A token for work A used on work B.
+    problem(player.get("/works/w2", headers={"Authorization": "Bearer " + tokens.delivery("w1")}),
+            403, "token-wrong-work")
+    # Expired.
+    old = tokens.delivery("w1", now=int(time.time()) - 3600, lifetime=600)
+    r = player.get("/works/w1", headers={"Authorization": "Bearer " + old})
+    problem(r, 401, "token-expired")
+    assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+    # Signed by a key the key server does not publish, under a known kid.
+    forged = Tokens(os.path.join(tokens.directory, "forger"))
+    problem(player.get("/works/w1", headers={"Authorization": "Bearer "
+                                             + forged.delivery("w1", kid="ks-1")}),
+            401, "token-invalid")
+    # Tampered payload.
+    good = tokens.delivery("w1")
+    head, payload, sig = good.split(".")
+    bad = ".".join([head, payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1], sig])
+    problem(player.get("/works/w1", headers={"Authorization": "Bearer " + bad}), 401,
+            "token-invalid")
+    # Wrong audience, wrong issuer, another token type, garbage.
+    for t in (tokens.delivery("w1", aud="another-store"),
+              tokens.delivery("w1", iss="https://evil.example"),
+              tokens.sign("ks-1", {"iss": "x"}, typ="secmedia-voucher+jwt"),
+              "not.a.token"):
+        problem(player.get("/works/w1", headers={"Authorization": "Bearer " + t}), 401,
+                "token-invalid")
+    # Both header and query: refused.
+    problem(player.get("/works/w1", params={"token": good},
+                       headers={"Authorization": "Bearer " + good}), 400, "token-invalid")
+    env.allow_log("SM02010")
+
+
+def test_unknown_kid_refreshes_the_jwks_with_a_rate_limit(env, published, tokens, keyserver):
+    player = env.client()
+    assert player.get("/works/w1", headers={"Authorization": "Bearer "
+                                            + tokens.delivery("w1")}).status_code == 200
+    fetches = keyserver.jwks_fetches
+    assert fetches == 1
+    # The key server rotates to ks-2: a token with the new kid triggers a refresh.
+    keyserver.jwks = tokens.jwks("ks-1", "ks-2")
+    time.sleep(2.1)
+    r = player.get("/works/w1", headers={"Authorization": "Bearer "
+                                         + tokens.delivery("w1", kid="ks-2")})
+    assert r.status_code == 200, r.text
+    assert keyserver.jwks_fetches == fetches + 1
+    # Made-up kids right after: no fetch storm (one fetch per 2 s at most).
+    for i in range(5):
+        problem(player.get("/works/w1", headers={"Authorization": "Bearer "
+                                                 + tokens.delivery("w1", kid="ks-x%d" % i)}),
+                401, "token-invalid")
+    assert keyserver.jwks_fetches == fetches + 1
+    env.allow_log("SM02010")
+
+
+def test_jwks_unreachable_is_503(env, published, tokens, keyserver):
+    keyserver.stop()
+    problem(env.client().get("/works/w1", headers={"Authorization": "Bearer "
+                                                   + tokens.delivery("w1")}),
+            503, "service-unavailable")
+    env.expect_log("SM02009")
+
+
+@pytest.mark.parametrize("path", [
+    "/works/..%2F..%2Fetc%2Fpasswd",
+    "/works/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/works/../../etc/passwd",
+    "/works/.hidden",
+    "/works/w1%00.smc",
+    "/works/w1.smc",
+    "/works/w1/../w2",
+])
+def test_path_traversal_is_impossible(env, published, tokens, path):
+    token = tokens.delivery("w1")
+    r = env.client().get(path, headers={"Authorization": "Bearer " + token})
+    assert r.status_code in (400, 403, 404), r.status_code
+    assert b"root:" not in r.content and r.content != published.w1
+    env.allow_log("AH00127|AH10244|AH10407|AH00126|SM02010")
+
+
+def test_ranges(env, published, tokens):
+    player = env.client()
+    auth = {"Authorization": "Bearer " + tokens.delivery("w1")}
+    size = len(published.w1)
+    r = player.get("/works/w1", headers=dict(auth, Range="bytes=100-65635"))
+    assert r.status_code == 206
+    assert r.headers["Content-Range"] == "bytes 100-65635/%d" % size
+    assert r.content == published.w1[100:65636]
+    r = player.get("/works/w1", headers=dict(auth, Range="bytes=-10"))
+    assert r.status_code == 206 and r.content == published.w1[-10:]
+    r = player.get("/works/w1", headers=dict(auth, Range="bytes=%d-" % size))
+    problem(r, 416, "range-not-satisfiable")
+    assert r.headers["Content-Range"] == "bytes */%d" % size
+    # httpd makes the ETag of a file changed within the last second weak,
+    # and If-Range needs a strong one.
+    time.sleep(1.1)
+    etag = player.head("/works/w1", headers=auth).headers["ETag"]
+    assert not etag.startswith("W/")
+    r = player.get("/works/w1", headers=dict(auth, Range="bytes=0-9", **{"If-Range": etag}))
+    assert r.status_code == 206 and r.content == published.w1[:10]
+    r = player.get("/works/w1", headers=dict(auth, Range="bytes=0-9", **{"If-Range": '"stale"'}))
+    assert r.status_code == 200 and r.content == published.w1
+    lm = player.head("/works/w1", headers=auth).headers["Last-Modified"]
+    r = player.get("/works/w1", headers=dict(auth, **{"If-None-Match": etag}))
+    assert r.status_code == 304
+    r = player.get("/works/w1", headers=dict(auth, **{"If-Modified-Since": lm}))
+    assert r.status_code == 304
+
+
+def test_head(env, published, tokens):
+    player = env.client()
+    r = player.head("/works/w1", headers={"Authorization": "Bearer " + tokens.delivery("w1")})
+    assert r.status_code == 200 and r.content == b""
+    assert int(r.headers["Content-Length"]) == len(published.w1)
+    r = player.head("/works/w1")
+    assert r.status_code == 401 and r.content == b""
+
+
+def test_missing_work_is_404(env, published, tokens):
+    problem(env.client().get("/works/w9", headers={"Authorization": "Bearer "
+                                                   + tokens.delivery("w9")}),
+            404, "work-not-found")
+
+
+# --- preview --------------------------------------------------------------------------
+
+def test_preview_upload_and_public_get(env, published):
+    owner = env.client("owner")
+    preview = b"OggS" + os.urandom(5000)
+    problem(upload(owner, "w1", preview, preview=True), 415, "unsupported-media-type")
+    r = upload(owner, "w1", preview, preview=True, headers={"Content-Type": "audio/ogg"})
+    assert r.status_code == 201, r.text
+    r = env.client().get("/works/w1/preview")
+    assert r.status_code == 200 and r.content == preview
+    assert r.headers["Content-Type"] == "audio/ogg"
+    r = env.client().get("/works/w1/preview", headers={"Range": "bytes=0-3"})
+    assert r.status_code == 206 and r.content == b"OggS"
+    problem(env.client().get("/works/w2/preview"), 404, "preview-not-found")
+    problem(upload(owner, "w7", preview, preview=True, headers={"Content-Type": "audio/ogg"}),
+            404, "work-not-found")
+    problem(upload(env.client("retailer1"), "w1", preview, preview=True,
+                   headers={"Content-Type": "audio/ogg"}),
+            403, "client-certificate-not-authorized")
+
+
+# --- delivery-complete -------------------------------------------------------------
+
+def events(store):
+    return store.query("SELECT txn, work_id, acked_at IS NOT NULL FROM delivery_events "
+                       "ORDER BY id")
+
+
+def test_delivery_complete_after_last_byte(env, published, tokens, keyserver):
+    player = env.client()
+    size = len(published.w1)
+    auth = {"Authorization": "Bearer " + tokens.delivery("w1", txn="txn-A")}
+    # Ranges that stop short of the end, and HEAD, complete nothing.
+    assert player.get("/works/w1", headers=dict(auth, Range="bytes=0-999")).status_code == 206
+    assert player.head("/works/w1", headers=auth).status_code == 200
+    time.sleep(0.3)
+    assert events(published) == []
+    # The range holding the last byte does.
+    r = player.get("/works/w1", headers=dict(auth, Range="bytes=%d-" % (size - 5000)))
+    assert r.status_code == 206
+    notes = keyserver.wait_for_notifications(1)
+    body, sender = notes[0]
+    assert body["txn"] == "txn-A" and body["work_id"] == "w1"
+    assert abs(body["delivered_at"] - time.time()) < 30
+    assert sender == "mediastore"   # the media store's client certificate
+    deadline = time.monotonic() + 5
+    while events(published) != [("txn-A", "w1", "1")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events(published) == [("txn-A", "w1", "1")]
+    # A full GET for another transaction counts too; a repeat is not a new event.
+    auth_b = {"Authorization": "Bearer " + tokens.delivery("w1", txn="txn-B")}
+    assert player.get("/works/w1", headers=auth_b).status_code == 200
+    assert player.get("/works/w1", headers=auth_b).status_code == 200
+    keyserver.wait_for_notifications(2)
+    time.sleep(0.5)
+    assert [n[0]["txn"] for n in keyserver.notifications] == ["txn-A", "txn-B"]
+    env.expect_log("SM02011", "SM02012")
+
+
+def test_delivery_complete_waits_for_the_key_server(env, published, tokens, keyserver):
+    player = env.client()
+    auth = {"Authorization": "Bearer " + tokens.delivery("w1", txn="txn-down")}
+    assert player.get("/works/w1", headers=auth).status_code == 200   # JWKS fetched
+    keyserver.wait_for_notifications(1)
+    keyserver.stop()
+    auth = {"Authorization": "Bearer " + tokens.delivery("w1", txn="txn-later")}
+    assert player.get("/works/w1", headers=auth).status_code == 200
+    time.sleep(2.5)   # a few failed attempts (retry interval 1 s)
+    rows = published.query("SELECT attempts > 0, acked_at IS NULL FROM delivery_events "
+                           "WHERE txn = 'txn-later'")
+    assert rows == [("1", "1")]
+    keyserver.start()
+    notes = keyserver.wait_for_notifications(2)
+    assert notes[1][0]["txn"] == "txn-later"
+    env.expect_log("SM02013")
+
+
+def test_delivery_complete_survives_an_httpd_restart(env, published, tokens, keyserver):
+    player = env.client()
+    keyserver.wait_for_notifications(0)
+    assert player.get("/works/w1", headers={
+        "Authorization": "Bearer " + tokens.delivery("w1", txn="txn-first")}).status_code == 200
+    keyserver.wait_for_notifications(1)
+    keyserver.answer_status = 503   # the key server refuses for now
+    assert player.get("/works/w1", headers={
+        "Authorization": "Bearer " + tokens.delivery("w1", txn="txn-R")}).status_code == 200
+    deadline = time.monotonic() + 10
+    while published.query("SELECT attempts FROM delivery_events WHERE txn = 'txn-R'") in \
+            ([], [("0",)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    env.httpd.stop()
+    keyserver.answer_status = 204
+    env.httpd.start()
+    notes = keyserver.wait_for_notifications(2)
+    assert notes[1][0]["txn"] == "txn-R"
+    env.expect_log("SM02013")
