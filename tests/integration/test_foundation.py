@@ -116,3 +116,33 @@ def test_good_config_passes_configtest(env):
     MediaStore(env)
     ok, output = env.httpd.configtest()
     assert ok, output
+
+
+def _sample(name):
+    with open(os.path.join(os.environ["SM_TOP_SRCDIR"], name)) as f:
+        return f.read()
+
+
+def test_sample_config_lists_every_directive_and_passes_configtest(env):
+    import re
+    conf = _sample("httpd-conf/mediastore.conf")
+    names = set(re.findall(r'AP_INIT_\w+\("(MediaStore\w+)"', _sample("mod_mediastore/ms_config.c")))
+    names |= {"MediaStore" + n for n in
+              re.findall(r'prefix "(DB\w+)"', _sample("common/httpd/smh_config.h"))}
+    assert len(names) > 20
+    missing = [n for n in sorted(names) if not re.search(r"^\s*%s\s" % n, conf, re.M)]
+    assert missing == [], "directives missing from httpd-conf/mediastore.conf: %s" % missing
+    # The sample itself is valid once its paths point at real files.
+    ms = MediaStore(env)
+    pki = env.pki
+    for old, new in (("/var/lib/secmedia/mediastore", ms.storage),
+                     ("/etc/secmedia/keyserver-ca.pem", pki.ca_cert),
+                     ("/etc/secmedia/mediastore.crt", pki.client("mediastore").cert),
+                     ("/etc/secmedia/mediastore.key", pki.client("mediastore").key),
+                     ("/etc/secmedia/mediastore-db.password", ms.password_file)):
+        conf = conf.replace(old, new)
+    env.httpd.add_config(conf)
+    ok, output = env.httpd.configtest()
+    assert ok, output
+    load = _sample("httpd-conf/mediastore.load")
+    assert "LoadModule mediastore_module /usr/lib/apache2/modules/mod_mediastore.so" in load
