@@ -1,0 +1,364 @@
+#include "config.h"
+
+/* License issuance (DESIGN flow 6): gathers the facts for
+ * sm_ks_license_decide in one database transaction, with the transaction
+ * row locked and the proof's jti inserted atomically, and on "allow"
+ * answers with the media key as a JWE to the device plus a delivery token.
+ * Any database failure fails closed: no key leaves without the activation
+ * and the ledger entry being committed. */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjose/base64.h>
+#include <cjose/util.h>
+
+#include "sm_ks_license.h"
+#include "sm_ks_store_int.h"
+#include "sm_ks_tokens.h"
+
+#define LICENSE_BODY_VOUCHER_MAX SM_JOSE_MAX_TOKEN
+
+/* The device's public key from a proof sm_dpop_verify accepted: the "jwk"
+ * of its protected header, which must have the verified thumbprint. */
+static sm_status proof_public_key(const char *proof, const char *jkt, sm_jwk **out,
+                                  sm_error *err)
+{
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    cjose_err cerr;
+    *out = NULL;
+    const char *dot = strchr(proof, '.');
+    if (dot == NULL || !cjose_base64url_decode(proof, (size_t)(dot - proof), &raw, &raw_len, &cerr))
+        return sm_error_set(err, SM_ERR_FORMAT, "device proof header is not base64url");
+    json_error_t jerr;
+    json_t *header = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
+    cjose_get_dealloc()(raw);
+    char *jwk_text = header != NULL ? json_dumps(json_object_get(header, "jwk"), JSON_COMPACT)
+                                    : NULL;
+    json_decref(header);
+    if (jwk_text == NULL)
+        return sm_error_set(err, SM_ERR_FORMAT, "device proof has no jwk");
+    sm_status st = sm_jwk_from_json(jwk_text, strlen(jwk_text), out, err);
+    free(jwk_text);
+    if (st != SM_OK)
+        return st;
+    char got[SM_JKT_SIZE];
+    if ((st = sm_jwk_thumbprint(*out, got, err)) != SM_OK || strcmp(got, jkt) != 0) {
+        sm_jwk_free(*out);
+        *out = NULL;
+        return st != SM_OK ? st : sm_error_set(err, SM_ERR_KEY, "device proof key mismatch");
+    }
+    return SM_OK;
+}
+
+typedef struct license_args {
+    const sm_ks_ctx *ctx;
+    const sm_ks_voucher *voucher;
+    const sm_dpop_result *proof;
+    const sm_jwk *device_key;
+    const char *via_retailer; /* proxying retailer or NULL */
+    sm_ks_license_facts request_facts; /* voucher and proof facts */
+    sm_ks_license_facts facts;         /* plus the database's, per attempt */
+    sm_ks_result *out;
+} license_args;
+
+static sm_status refuse_verdict(sm_ks_result *out, sm_ks_license_verdict v)
+{
+    sm_ks_refuse(out, sm_ks_license_verdict_http_status(v), sm_ks_license_verdict_code(v),
+                 "License refused", "%s", sm_ks_license_verdict_message(v));
+    return SM_OK;
+}
+
+/* One row of facts about the transaction and its work; locks the row. */
+typedef struct txn_row {
+    char work_id[SM_KS_ID_SIZE], retailer[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE];
+    sm_ks_terms terms;
+    int64_t contract_id, rental_started_at, activations, key_version, kek_version;
+    int withdrawn;
+    uint8_t wrapped[SM_KS_WRAPPED_KEY_LEN];
+} txn_row;
+
+static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found, sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    *found = 0;
+    sm_status st = sm_db_query(
+        c,
+        "SELECT t.work_id, t.retailer_id, t.jkt, t.license_type, t.duration, t.contract_id, "
+        "t.rental_started_at, t.activations, w.key_version, w.kek_version, w.wrapped_key, "
+        "w.withdrawn_at FROM transactions t JOIN works w ON w.work_id = t.work_id "
+        "WHERE t.txn = ? FOR UPDATE",
+        SM_DB_PARAMS(sm_db_text(txn)), &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, found, err);
+    if (st == SM_OK && *found) {
+        int64_t duration = 0;
+        size_t wrapped_len = 0;
+        const char *wrapped = sm_db_col_text(rows, 10, &wrapped_len);
+        t->rental_started_at = 0;
+        t->withdrawn = sm_db_col_text(rows, 11, NULL) != NULL;
+        if ((st = ks_col_copy(rows, 0, t->work_id, sizeof(t->work_id), err)) == SM_OK &&
+            (st = ks_col_copy(rows, 1, t->retailer, sizeof(t->retailer), err)) == SM_OK &&
+            (st = ks_col_copy(rows, 2, t->jkt, sizeof(t->jkt), err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 4, &duration, err)) == SM_OK &&
+            (st = ks_terms_from_columns(sm_db_col_text(rows, 3, NULL), duration, &t->terms,
+                                        err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 5, &t->contract_id, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 7, &t->activations, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 8, &t->key_version, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 9, &t->kek_version, err)) == SM_OK) {
+            if (sm_db_col_text(rows, 6, NULL) != NULL)
+                st = sm_db_col_int(rows, 6, &t->rental_started_at, err);
+            if (st == SM_OK && (wrapped == NULL || wrapped_len != SM_KS_WRAPPED_KEY_LEN))
+                st = sm_error_set(err, SM_ERR_DB, "the wrapped key of work %s is damaged",
+                                  t->work_id);
+            else if (st == SM_OK)
+                memcpy(t->wrapped, wrapped, SM_KS_WRAPPED_KEY_LEN);
+        }
+    }
+    sm_db_rows_free(rows);
+    return st;
+}
+
+/* 1 when the query with the given params returns a row. */
+static sm_status exists(sm_db_conn *c, const char *sql, const sm_db_param *params, size_t n,
+                        int *yes, sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    *yes = 0;
+    sm_status st = sm_db_query(c, sql, params, n, &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, yes, err);
+    sm_db_rows_free(rows);
+    return st;
+}
+
+static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
+                       const sm_ks_license_decision *d, sm_error *err)
+{
+    const sm_ks_ctx *ctx = a->ctx;
+    const sm_ks_voucher *v = a->voucher;
+    int64_t now = a->facts.now;
+    sm_secret *key = NULL;
+    char *jwe = NULL, *delivery = NULL;
+    sm_ks_delivery dt;
+    memset(&dt, 0, sizeof(dt));
+    sm_status st = sm_ks_kek_unwrap(ctx->kek, t->work_id, (uint32_t)t->key_version,
+                                    (uint32_t)t->kek_version, t->wrapped, sizeof(t->wrapped),
+                                    &key, err);
+    if (st == SM_OK) {
+        st = sm_jwe_wrap_key(a->device_key, key, a->proof->jkt, &jwe, err);
+        sm_secret_free(key);
+    }
+    if (st == SM_OK) {
+        snprintf(dt.work_id, sizeof(dt.work_id), "%s", t->work_id);
+        snprintf(dt.txn, sizeof(dt.txn), "%s", v->txn);
+        snprintf(dt.jkt, sizeof(dt.jkt), "%s", a->proof->jkt);
+        st = sm_ks_delivery_issue(ctx->keys, ctx->issuer, ctx->media_stores,
+                                  ctx->n_media_stores, &dt, now, ctx->delivery_lifetime,
+                                  &delivery, err);
+    }
+    if (st == SM_OK)
+        st = sm_db_exec(c,
+                        "INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, "
+                        "via_retailer) VALUES (?, ?, ?, ?, ?, ?)",
+                        SM_DB_PARAMS(sm_db_text(v->txn), sm_db_text(a->proof->jkt),
+                                     sm_db_int(now), sm_db_text(a->proof->jti),
+                                     sm_db_text(dt.jti), sm_db_text(a->via_retailer)),
+                        NULL, err);
+    if (st == SM_OK)
+        st = sm_db_exec(c,
+                        "UPDATE transactions SET activations = ?, "
+                        "rental_started_at = COALESCE(rental_started_at, ?) WHERE txn = ?",
+                        SM_DB_PARAMS(sm_db_uint(d->activations_after), sm_db_int(now),
+                                     sm_db_text(v->txn)),
+                        NULL, err);
+    if (st == SM_OK) {
+        json_t *data = json_pack("{s:s,s:s,s:s,s:I}", "txn", v->txn, "work_id", t->work_id,
+                                 "jkt", a->proof->jkt, "activation",
+                                 (json_int_t)d->activations_after);
+        if (data != NULL && a->via_retailer != NULL)
+            json_object_set_new(data, "via", json_string(a->via_retailer));
+        st = data != NULL ? sm_ks_ledger_append(c, ctx, "license", v->txn, data, NULL, err)
+                          : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+        json_decref(data);
+    }
+    if (st == SM_OK) {
+        json_t *terms = sm_ks_terms_to_json(&t->terms);
+        json_t *o = terms != NULL
+                        ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:o,s:I,s:I}", "txn", v->txn,
+                                    "work_id", t->work_id, "key_version",
+                                    (json_int_t)t->key_version, "key_jwe", jwe,
+                                    "delivery_token", delivery, "delivery_expires_at",
+                                    (json_int_t)dt.exp, "license", terms, "activation",
+                                    (json_int_t)d->activations_after, "activation_limit",
+                                    (json_int_t)a->facts.activation_limit)
+                        : NULL;
+        if (o != NULL && d->rental_ends_at != 0)
+            json_object_set_new(o, "rental_ends_at", json_integer(d->rental_ends_at));
+        a->out->status = 200;
+        a->out->body = o;
+        if (o == NULL)
+            st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    }
+    free(jwe);
+    free(delivery);
+    return st;
+}
+
+static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    license_args *a = argp;
+    /* Starts from the request's facts on every attempt (the transaction may
+     * run again after a deadlock). */
+    a->facts = a->request_facts;
+    sm_ks_license_facts *f = &a->facts;
+    const sm_ks_voucher *v = a->voucher;
+    txn_row t;
+    memset(&t, 0, sizeof(t));
+    sm_ks_result_clear(a->out);
+
+    /* Single use: the unique key decides, atomically, across every node. */
+    sm_status st = sm_db_exec(c, "INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES (?, ?, ?)",
+                              SM_DB_PARAMS(sm_db_text(a->proof->jkt), sm_db_text(a->proof->jti),
+                                           sm_db_int(f->now)),
+                              NULL, err);
+    if (st == SM_ERR_DUPLICATE) {
+        f->proof_jti_fresh = 0;
+        refuse_verdict(a->out, sm_ks_license_decide(f).verdict);
+        return KS_REFUSED;
+    }
+    if (st != SM_OK)
+        return st;
+    f->proof_jti_fresh = 1;
+
+    int found = 0;
+    if ((st = load_txn(c, v->txn, &t, &found, err)) != SM_OK)
+        return st;
+    f->txn_found = found;
+    if (found) {
+        int paid = 0, txn_revoked = 0, device_revoked = 0, allows = 0;
+        /* Locking reads: the current state, not a snapshot older than the
+         * row lock just taken. */
+        if ((st = exists(c, "SELECT 1 FROM payments WHERE txn = ? LOCK IN SHARE MODE",
+                         SM_DB_PARAMS(sm_db_text(v->txn)), &paid, err)) != SM_OK ||
+            (st = exists(c,
+                         "SELECT 1 FROM revocations WHERE kind = 'transaction' AND subject = ? "
+                         "LOCK IN SHARE MODE",
+                         SM_DB_PARAMS(sm_db_text(v->txn)), &txn_revoked, err)) != SM_OK ||
+            (st = exists(c,
+                         "SELECT 1 FROM revocations WHERE kind = 'device' AND subject = ? "
+                         "LOCK IN SHARE MODE",
+                         SM_DB_PARAMS(sm_db_text(t.jkt)), &device_revoked, err)) != SM_OK ||
+            (st = exists(c,
+                         "SELECT 1 FROM contracts k JOIN contract_offers o "
+                         "ON o.contract_id = k.contract_id WHERE k.contract_id = ? "
+                         "AND k.revoked_at IS NULL AND o.license_type = ? AND o.duration = ? "
+                         "LOCK IN SHARE MODE",
+                         SM_DB_PARAMS(sm_db_int(t.contract_id),
+                                      sm_db_text(ks_terms_type_column(&t.terms)),
+                                      sm_db_int(t.terms.duration)),
+                         &allows, err)) != SM_OK)
+            return st;
+        f->txn_work_id = t.work_id;
+        f->txn_retailer = t.retailer;
+        f->txn_jkt = t.jkt;
+        f->txn_terms = t.terms;
+        f->payment = paid ? SM_KS_PAID : SM_KS_UNPAID;
+        f->txn_revoked = txn_revoked;
+        f->device_revoked = device_revoked;
+        f->contract_allows_terms = allows;
+        f->work_withdrawn = t.withdrawn;
+        f->rental_started_at = t.rental_started_at;
+        f->activations = (uint32_t)t.activations;
+    }
+    sm_ks_license_decision d = sm_ks_license_decide(f);
+    if (d.verdict != SM_KS_LICENSE_ALLOW) {
+        /* Commit anyway: the proof is spent even when the answer is no. */
+        refuse_verdict(a->out, d.verdict);
+        return SM_OK;
+    }
+    return grant(c, a, &t, &d, err);
+}
+
+sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, json_t *body,
+                              const char *dpop_proof, sm_ks_result *out, sm_error *err)
+{
+    static const sm_json_field fields[] = {{"voucher", SM_JSON_STRING, 1},
+                                           {NULL, SM_JSON_STRING, 0}};
+    license_args a;
+    sm_ks_voucher voucher;
+    sm_dpop_result proof;
+    sm_error e = {0};
+    memset(&a, 0, sizeof(a));
+    memset(&proof, 0, sizeof(proof));
+    a.ctx = ctx;
+    a.out = out;
+    a.voucher = &voucher;
+    a.proof = &proof;
+    sm_ks_result_init(out);
+    if (!ks_check_body(body, fields, "license request", out))
+        return SM_OK;
+
+    sm_ks_license_facts *f = &a.request_facts;
+    f->now = sm_ks_now(ctx);
+    f->activation_limit =
+        ctx->activation_limit != 0 ? ctx->activation_limit : SM_KS_DEFAULT_ACTIVATION_LIMIT;
+
+    json_t *vj = json_object_get(body, "voucher");
+    f->voucher_status = sm_ks_voucher_verify(sm_ks_keys_jwks(ctx->keys), ctx->issuer,
+                                             json_string_value(vj), json_string_length(vj),
+                                             f->now, &voucher, &e);
+    if (f->voucher_status == SM_OK) {
+        f->voucher_txn = voucher.txn;
+        f->voucher_work_id = voucher.work_id;
+        f->voucher_retailer = voucher.retailer;
+        f->voucher_jkt = voucher.jkt;
+        f->voucher_terms = voucher.terms;
+    }
+
+    /* A retailer's proxy forwards the device's proof made for its own URL. */
+    char *proxy_url = NULL;
+    char via[SM_KS_ID_SIZE] = "";
+    if (caller != NULL && caller->dn != NULL && ctx->db != NULL) {
+        sm_db_conn *c = NULL;
+        sm_status st = sm_db_acquire(ctx->db, &c, err);
+        if (st != SM_OK)
+            return st;
+        st = ks_retailer_by_dn(c, caller->dn, via, &proxy_url, err);
+        sm_db_release(c);
+        if (st == SM_ERR_NOT_FOUND)
+            via[0] = '\0';
+        else if (st != SM_OK)
+            return st;
+        else
+            a.via_retailer = via;
+    }
+    sm_dpop_expect expect;
+    sm_dpop_expect_init(&expect, "POST", proxy_url != NULL ? proxy_url : ctx->license_url);
+    expect.now = f->now;
+    expect.max_age = ctx->proof_max_age;
+    f->proof_status = dpop_proof != NULL
+                          ? sm_dpop_verify(dpop_proof, strlen(dpop_proof), &expect, &proof, &e)
+                          : SM_ERR_FORMAT;
+    free(proxy_url);
+    if (f->proof_status == SM_OK)
+        f->proof_jkt = proof.jkt;
+
+    /* Refusals that need no database: nothing is recorded for requests
+     * that cannot prove they hold the designated device. */
+    f->proof_jti_fresh = 1;
+    sm_ks_license_decision early = sm_ks_license_decide(f);
+    if (early.verdict != SM_KS_LICENSE_ALLOW && early.verdict <= SM_KS_REFUSE_WRONG_DEVICE)
+        return refuse_verdict(out, early.verdict);
+
+    sm_jwk *device_key = NULL;
+    if (proof_public_key(dpop_proof, proof.jkt, &device_key, &e) != SM_OK)
+        return refuse_verdict(out, SM_KS_REFUSE_PROOF_INVALID);
+    a.device_key = device_key;
+    sm_status st = ks_run(ctx, license_tx, &a, out, err);
+    sm_jwk_free(device_key);
+    return st;
+}

@@ -1,0 +1,84 @@
+#include "config.h"
+
+#include "smh_httpd.h"
+
+#include <string.h>
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <http_config.h>
+#include <http_log.h>
+
+#include "keyserver.h"
+#include "smh_db.h"
+#include "smh_log.h"
+
+/* One state per virtual host that uses the module, in a child-private
+ * table keyed by the server_rec (the configuration is shared read-only). */
+static apr_hash_t *states;
+
+static apr_status_t free_child_kek(void *data)
+{
+    sm_ks_kek_free(data);
+    return APR_SUCCESS;
+}
+
+/* The KEK was read as root before the fork; locked pages are not inherited,
+ * so each child copies it into its own locked memory. */
+static sm_ks_kek *child_copy_of_kek(apr_pool_t *pchild, server_rec *s, const sm_ks_kek *kek)
+{
+    sm_secret *doc = NULL;
+    sm_ks_kek *copy = NULL;
+    sm_error err = {0};
+    if (sm_ks_kek_serialize(kek, &doc, &err) != SM_OK ||
+        sm_ks_kek_parse(doc->bytes, doc->len, "KEK", &copy, &err) != SM_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     SMLOGNO(01001) "cannot copy the KEK into this child's locked memory: %s",
+                     err.message);
+        sm_secret_free(doc);
+        return NULL;
+    }
+    sm_secret_free(doc);
+    apr_pool_cleanup_register(pchild, copy, free_child_kek, apr_pool_cleanup_null);
+    return copy;
+}
+
+void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    states = apr_hash_make(pchild);
+    for (server_rec *vs = s; vs != NULL; vs = vs->next) {
+        ks_server_config *c = ks_server_conf(vs);
+        if (!ks_config_in_use(c) || c->kek == NULL || c->keys == NULL)
+            continue;
+        ks_child_state *st = apr_pcalloc(pchild, sizeof(*st));
+        sm_ks_ctx *ctx = &st->ctx;
+        st->child_kek = child_copy_of_kek(pchild, vs, c->kek);
+        st->license_url = apr_pstrcat(pchild, c->issuer, "/v1/license", NULL);
+        ctx->db = smh_db_pool_child_init(pchild, vs, &c->db.cfg);
+        ctx->keys = c->keys;
+        ctx->kek = st->child_kek != NULL ? st->child_kek : c->kek;
+        ctx->issuer = c->issuer;
+        ctx->license_url = st->license_url;
+        for (unsigned i = 0; i < c->n_media_stores; i++)
+            ctx->media_stores[i] = c->media_stores[i];
+        ctx->n_media_stores = c->n_media_stores;
+        ctx->voucher_lifetime = (int64_t)c->voucher_lifetime;
+        ctx->payment_ack_lifetime = (int64_t)c->payment_ack_lifetime;
+        ctx->delivery_lifetime = (int64_t)c->delivery_lifetime;
+        ctx->reservation_lifetime = (int64_t)c->reservation_lifetime;
+        ctx->proof_max_age = (int64_t)c->proof_max_age;
+        ctx->activation_limit = (uint32_t)c->activation_limit;
+        ctx->checkpoint_every = c->checkpoint_every;
+        /* apr_hash keeps the key's address, not a copy: it must outlive
+         * this loop. */
+        server_rec **key = apr_palloc(pchild, sizeof(*key));
+        *key = vs;
+        apr_hash_set(states, key, sizeof(*key), st);
+    }
+}
+
+ks_child_state *ks_state(request_rec *r)
+{
+    server_rec *s = r->server;
+    return states != NULL ? apr_hash_get(states, &s, sizeof(s)) : NULL;
+}

@@ -1,0 +1,91 @@
+"""100 concurrent identical requests for one transaction give exactly the
+allowed ledger effect: one payment, one license per proof, and never more
+licenses than the activation limit."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import harness
+from keyserver_setup import Catalog, Device, KeyServer
+
+N = 100
+
+
+def _parallel(env, role, send):
+    """Runs send(client) N times at once, each with its own connection."""
+    credential = env.pki.client(role) if role else None
+
+    def one(_):
+        client = harness.Client(env.httpd.https_url, env.pki.ca_cert, credential, timeout=60)
+        try:
+            return send(client)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=N) as pool:
+        return list(pool.map(one, range(N)))
+
+
+def _ledger_types(ks, txn):
+    return [r[0] for r in ks.query("SELECT type FROM ledger WHERE txn = '%s' ORDER BY seq" % txn)]
+
+
+def test_concurrent_identical_payments(env):
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    reservation = cat.reserve(Device())
+    body = {"txn": reservation["txn"], "payment_ref": "pay-" + uuid.uuid4().hex,
+            "amount": reservation["price"], "currency": reservation["currency"]}
+    responses = _parallel(env, "retailer1", lambda c: c.post("/v1/payments", json=body))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1 and statuses.count(200) == N - 1, statuses
+    tokens = {r.json()["payment_token"] for r in responses}
+    assert len(tokens) == 1           # every repeat gets the same acknowledgement
+    assert ks.query("SELECT COUNT(*) FROM payments") == [("1",)]
+    assert _ledger_types(ks, reservation["txn"]) == ["reservation", "payment"]
+
+
+def test_concurrent_identical_license_requests(env):
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    proof = device.proof(ks.license_url)
+    responses = _parallel(env, None, lambda c: c.post(
+        "/v1/license", json={"voucher": reservation["voucher"]}, headers={"DPoP": proof}))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 1 and statuses.count(401) == N - 1, statuses
+    assert all(r.json()["type"].endswith("proof-replayed")
+               for r in responses if r.status_code == 401)
+    assert ks.query("SELECT activations FROM transactions WHERE txn = '%s'"
+                    % reservation["txn"]) == [("1",)]
+    assert _ledger_types(ks, reservation["txn"]) == ["reservation", "payment", "license"]
+
+
+def test_concurrent_distinct_proofs_respect_the_activation_limit(env):
+    ks = KeyServer(env)               # limit 5
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    proofs = [device.proof(ks.license_url) for _ in range(N)]
+    it = iter(proofs)
+    import threading
+    lock = threading.Lock()
+
+    def send(client):
+        with lock:
+            proof = next(it)
+        return client.post("/v1/license", json={"voucher": reservation["voucher"]},
+                           headers={"DPoP": proof})
+
+    responses = _parallel(env, None, send)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 5 and statuses.count(403) == N - 5, statuses
+    assert sorted(r.json()["activation"] for r in responses if r.status_code == 200) == [
+        1, 2, 3, 4, 5]
+    assert _ledger_types(ks, reservation["txn"]).count("license") == 5
+    seqs = [int(r[0]) for r in ks.query("SELECT seq FROM ledger ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))      # gapless

@@ -1,0 +1,149 @@
+"""mod_keyserver end to end: registration, works, contracts, inventory,
+reservation, payment, license, delivery-complete, revocation and the ledger,
+seen by stock JOSE code (jwcrypto) on the other side."""
+
+import json
+import time
+
+from keyserver_setup import (MEDIA_STORE_ID, Catalog, Device, KeyServer, assert_problem,
+                             request_license, run_ledger_verify, verify_token)
+
+
+def test_public_keys(env):
+    ks = KeyServer(env)
+    env.httpd.start()
+    client = env.client()
+    r = client.get("/v1/jwks")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    jwks = r.json()
+    kids = sorted(k["kid"] for k in jwks["keys"])
+    assert kids == ["ks-sig-0", "ks-sig-1"]          # both, for rotation
+    assert all("d" not in k for k in jwks["keys"])
+    enc = client.get_json("/v1/encryption-key")
+    assert enc["kid"] == "ks-enc-1" and "d" not in enc
+    assert enc["x"] == json.loads(ks.encryption_key.export_public())["x"]
+    assert client.head("/v1/jwks").status_code == 200
+
+
+def test_sale_and_license_end_to_end(env, sm_workspace):
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+
+    # The owner sees its work, without any key material.
+    work = cat.owner.get_json("/v1/works/" + cat.work_id)
+    assert work["title"].startswith("Song of") and work["lyrics"] == "la la\nla"
+    assert "wrapped_key" not in work and "media_key" not in json.dumps(work)
+    stored = ks.query("SELECT LENGTH(wrapped_key), kek_version FROM works WHERE work_id = '%s'"
+                      % cat.work_id)
+    assert stored == [("61", "1")]
+
+    # Inventory: the retailer's works with wholesale prices.
+    inv = cat.retailer.get_json("/v1/inventory")
+    entry = next(w for w in inv["works"] if w["work_id"] == cat.work_id)
+    assert entry["currency"] == "EUR" and entry["title"] == work["title"]
+    assert {"type": "purchase", "price": 199} in entry["licenses"]
+    assert {"type": "rental", "duration": 172800, "price": 99} in entry["licenses"]
+    # The other retailer has no contract for it.
+    inv2 = ks.client("retailer2").get_json("/v1/inventory")
+    assert all(w["work_id"] != cat.work_id for w in inv2["works"])
+
+    device = Device()
+    reservation = cat.reserve(device)
+    assert reservation["price"] == 199 and reservation["currency"] == "EUR"
+    jwks = ks.jwks()
+    voucher = verify_token(jwks, reservation["voucher"], "secmedia-voucher+jwt")
+    assert voucher["txn"] == reservation["txn"] and voucher["jkt"] == device.jkt
+    assert voucher["work_id"] == cat.work_id and voucher["retailer"] == "retailer1"
+    assert voucher["license"] == {"type": "purchase"}
+    assert voucher["iss"] == ks.issuer and voucher["aud"] == ks.issuer
+
+    # Not paid yet: 402.
+    r = request_license(ks, device, reservation["voucher"])
+    assert_problem(r, 402, "not-paid")
+
+    payment = cat.pay(reservation)
+    ack = verify_token(jwks, payment["payment_token"], "secmedia-payment+jwt")
+    assert ack["aud"] == "retailer1" and ack["amount"] == 199 and ack["txn"] == reservation["txn"]
+
+    r = request_license(ks, device, reservation["voucher"])
+    assert r.status_code == 200, r.text
+    lic = r.json()
+    assert device.open_key(lic["key_jwe"]) == cat.media_key
+    assert lic["activation"] == 1 and lic["activation_limit"] == 5
+    delivery = verify_token(jwks, lic["delivery_token"], "secmedia-delivery+jwt")
+    assert delivery["aud"] == MEDIA_STORE_ID and delivery["work_id"] == cat.work_id
+    assert delivery["txn"] == reservation["txn"] and delivery["jkt"] == device.jkt
+    assert delivery["iss"] == ks.issuer and 0 < delivery["exp"] - delivery["iat"] <= 3600
+    assert set(delivery) == {"iss", "aud", "iat", "exp", "jti", "work_id", "txn", "jkt"}
+
+    # The media store reports the delivery; repeats are harmless.
+    ms = ks.client("mediastore")
+    body = {"txn": reservation["txn"], "work_id": cat.work_id, "delivered_at": int(time.time())}
+    for _ in range(2):
+        r = ms.post("/v1/delivery-complete", json=body)
+        assert r.status_code == 204, r.text
+    assert ks.query("SELECT COUNT(*) FROM deliveries") == [("1",)]
+
+    # A refund revokes the purchase: no more licenses.
+    r = cat.retailer.post("/v1/revocations", json={
+        "kind": "transaction", "subject": reservation["txn"], "reason": "refund"})
+    assert r.status_code == 201, r.text
+    assert_problem(request_license(ks, device, reservation["voucher"]), 403,
+                   "transaction-revoked")
+
+    # Every event is in the ledger, and the export verifies.
+    types = [row[0] for row in ks.query("SELECT type FROM ledger ORDER BY seq")]
+    assert types == ["work-registered", "contract", "reservation", "payment", "license",
+                     "delivery", "revocation"]
+    export = ks.client("admin").get("/v1/ledger/export")
+    assert export.status_code == 200 and export.headers["Content-Type"].startswith(
+        "application/jsonl")
+    code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
+    assert code == 0, (out, err)
+    assert "ledger ok: 7 entries" in out and "checkpoints: 1 matched" in out
+
+
+def test_rental_license_reports_its_end(env):
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device, license={"type": "rental", "duration": 172800})
+    assert reservation["price"] == 99
+    lic = request_license(ks, device, reservation["voucher"]).json()
+    assert lic["license"] == {"type": "rental", "duration": 172800}
+    assert abs(lic["rental_ends_at"] - (time.time() + 172800)) < 30
+    # The period started with the first license and does not move.
+    lic2 = request_license(ks, device, reservation["voucher"]).json()
+    assert lic2["rental_ends_at"] == lic["rental_ends_at"] and lic2["activation"] == 2
+    # Once over, refused.
+    ks.query("UPDATE transactions SET rental_started_at = rental_started_at - 172800")
+    assert_problem(request_license(ks, device, reservation["voucher"]), 403, "rental-expired")
+
+
+def test_checkpoints(env, sm_workspace):
+    ks = KeyServer(env, checkpoint_every=3)
+    env.httpd.start()
+    cat = Catalog(ks)                       # 2 entries
+    device = Device()
+    cat.sold(device)                        # 2 more: a checkpoint at 3
+    assert ks.query("SELECT seq FROM ledger_checkpoints") == [("3",)]
+    admin = ks.client("admin")
+    r = admin.post_json("/v1/ledger/checkpoints", {}, expect=201)
+    assert r["seq"] == 4
+    claims = verify_token(ks.jwks(), r["token"], "secmedia-checkpoint+jwt")
+    assert claims["seq"] == 4 and claims["head"] == r["head"]
+    again = admin.post_json("/v1/ledger/checkpoints", {}, expect=200)
+    assert again["token"] == r["token"]
+    latest = cat.retailer.get_json("/v1/ledger/checkpoints/latest")
+    assert latest["seq"] == 4
+    assert_problem(ks.client().get("/v1/ledger/checkpoints/latest"), 403,
+                   "client-certificate-required")
+    # Only admins and auditors export.
+    assert_problem(cat.retailer.get("/v1/ledger/export"), 403,
+                   "client-certificate-not-authorized")
+    export = ks.client("auditor").get("/v1/ledger/export").text
+    code, out, err = run_ledger_verify(ks, export, sm_workspace.new_dir("ledger"))
+    assert code == 0, (out, err)
+    assert "checkpoints: 2 matched, the last at seq 4" in out
