@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include <apr_atomic.h>
 #include <http_log.h>
 #include <http_protocol.h>
 
@@ -25,7 +26,8 @@ static int send_outcome(request_rec *r, sm_status st, sm_ks_result *res, const c
 {
     int rc;
     if (st != SM_OK) {
-        sm_ks_result_clear(res);
+        if (res != NULL)
+            sm_ks_result_clear(res);
         switch (st) {
         case SM_ERR_UNAVAILABLE:
         case SM_ERR_CONFLICT:
@@ -222,6 +224,23 @@ int ks_handle_payment(request_rec *r, const smh_route_match *m, void *ctx)
 
 /* ---- device license ---------------------------------------------------------- */
 
+/* Spent proof ids only matter while a proof could still be fresh; they
+ * are purged every so many license requests per child. */
+#define KS_PURGE_EVERY 1000u
+static volatile apr_uint32_t licenses_since_purge;
+
+static void purge_proofs_now_and_then(request_rec *r, const sm_ks_ctx *ctx)
+{
+    if (apr_atomic_inc32(&licenses_since_purge) % KS_PURGE_EVERY != KS_PURGE_EVERY - 1)
+        return;
+    uint64_t purged = 0;
+    sm_error err = {0};
+    if (sm_ks_purge_proofs(ctx, &purged, &err) == SM_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      SMLOGNO(01004) "purged %llu spent device proof ids",
+                      (unsigned long long)purged);
+}
+
 int ks_handle_license(request_rec *r, const smh_route_match *m, void *ctx)
 {
     (void)m;
@@ -244,6 +263,7 @@ int ks_handle_license(request_rec *r, const smh_route_match *m, void *ctx)
     sm_status s = sm_ks_issue_license(&st->ctx, &caller, body,
                                       apr_table_get(r->headers_in, "DPoP"), &res, &err);
     json_decref(body);
+    purge_proofs_now_and_then(r, &st->ctx);
     if (s == SM_OK && res.status == HTTP_UNAUTHORIZED)
         apr_table_setn(r->err_headers_out, "WWW-Authenticate", "DPoP algs=\"ES256\"");
     return send_outcome(r, s, &res, "issuing a license", &err);

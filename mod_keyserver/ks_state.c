@@ -74,6 +74,13 @@ void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
         server_rec **key = apr_palloc(pchild, sizeof(*key));
         *key = vs;
         apr_hash_set(states, key, sizeof(*key), st);
+        /* A fresh child clears proof ids nobody could replay any more; a
+         * database that is down now is no reason to fail the child. */
+        uint64_t purged = 0;
+        sm_error err = {0};
+        if (ctx->db != NULL && sm_ks_purge_proofs(ctx, &purged, &err) != SM_OK)
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, vs,
+                         SMLOGNO(01005) "spent device proof ids not purged: %s", err.message);
     }
 }
 

@@ -129,3 +129,31 @@ def test_media_key_jwe_must_be_for_this_key_server(env):
     owner.post_json("/v1/works", body, expect=201)
     r = owner.post("/v1/works", json=body)
     assert r.status_code == 409 and r.json()["type"].endswith("work-exists")
+
+
+def _sample(name):
+    with open(os.path.join(os.environ["SM_TOP_SRCDIR"], name)) as f:
+        return f.read()
+
+
+def test_sample_config_lists_every_directive_and_passes_configtest(env):
+    conf = _sample("httpd-conf/keyserver.conf")
+    names = set(re.findall(r'AP_INIT_\w+\("(KeyServer\w+)"',
+                           _sample("mod_keyserver/ks_config.c")))
+    names |= {"KeyServer" + n for n in
+              re.findall(r'prefix "(DB\w+)"', _sample("common/httpd/smh_config.h"))}
+    assert len(names) > 20
+    missing = [n for n in sorted(names) if not re.search(r"^\s*%s\s" % n, conf, re.M)]
+    assert missing == [], "directives missing from httpd-conf/keyserver.conf: %s" % missing
+    # Valid once its paths point at real files.
+    ks = KeyServer(env)
+    for old, new in (("/etc/secmedia/keyserver/kek.json", ks.kek_file),
+                     ("/etc/secmedia/keyserver/signing-2025.jwk", ks.signing_file),
+                     ("/etc/secmedia/keyserver/encryption.jwk", ks.encryption_file),
+                     ("/etc/secmedia/keyserver/db.password", ks.password_file)):
+        conf = conf.replace(old, new)
+    env.httpd.add_config(conf)
+    ok, output = env.httpd.configtest()
+    assert ok, output
+    load = _sample("httpd-conf/keyserver.load")
+    assert "LoadModule keyserver_module /usr/lib/apache2/modules/mod_keyserver.so" in load

@@ -147,3 +147,45 @@ def test_checkpoints(env, sm_workspace):
     code, out, err = run_ledger_verify(ks, export, sm_workspace.new_dir("ledger"))
     assert code == 0, (out, err)
     assert "checkpoints: 2 matched, the last at seq 4" in out
+
+
+def test_spent_proof_ids_are_purged(env):
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    # One proof id from long ago, one current.
+    ks.query("INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES ('%s', 'old-proof-id-0000', 1)"
+             % device.jkt)
+    assert ks.query("SELECT COUNT(*) FROM dpop_jtis") == [("2",)]
+    env.httpd.restart()                     # new children purge at start
+    deadline = time.time() + 10
+    while ks.query("SELECT COUNT(*) FROM dpop_jtis") != [("1",)] and time.time() < deadline:
+        time.sleep(0.1)
+    assert ks.query("SELECT jti FROM dpop_jtis") != [("old-proof-id-0000",)]
+    assert ks.query("SELECT COUNT(*) FROM dpop_jtis") == [("1",)]
+
+
+def test_license_through_a_retailer_proxy(env):
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    proxy_url = "https://shop.example/secmedia/license"
+    ks.query("UPDATE retailers SET license_proxy_url = '%s' WHERE retailer_id = 'retailer1'"
+             % proxy_url)
+    device = Device()
+    reservation = cat.sold(device)
+    # The device signs for the proxy's URL; the proxy forwards with its cert.
+    proof = device.proof(proxy_url)
+    r = request_license(ks, device, reservation["voucher"], client=cat.retailer, proof=proof)
+    assert r.status_code == 200, r.text
+    assert device.open_key(r.json()["key_jwe"]) == cat.media_key
+    assert ks.query("SELECT via_retailer FROM licenses") == [("retailer1",)]
+    # The same kind of proof sent directly (no proxy certificate) is for
+    # another URL; and the proxy cannot use a proof made for the key server.
+    assert_problem(request_license(ks, device, reservation["voucher"],
+                                   proof=device.proof(proxy_url)), 401, "proof-invalid")
+    assert_problem(request_license(ks, device, reservation["voucher"], client=cat.retailer,
+                                   proof=device.proof(ks.license_url)), 401, "proof-invalid")
