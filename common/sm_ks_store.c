@@ -26,6 +26,9 @@ void sm_ks_result_clear(sm_ks_result *out)
 }
 
 static void set_refusal(sm_ks_result *out, int status, const char *slug, const char *title,
+                        const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void set_refusal(sm_ks_result *out, int status, const char *slug, const char *title,
                         const char *fmt, va_list ap)
 {
     sm_ks_result_clear(out);

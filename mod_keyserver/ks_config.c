@@ -361,7 +361,7 @@ const command_rec ks_directives[] = {
     AP_INIT_TAKE1("KeyServerMaxWorkBodySize", set_size, (void *)"work", RSRC_CONF,
                   "largest work registration body, with lyrics and notes (default 1M)"),
     SMH_DB_DIRECTIVES("KeyServer", set_db),
-    {NULL}};
+    {.name = NULL}}; /* designated: clang wants every field otherwise */
 
 int ks_config_in_use(const ks_server_config *c)
 {

@@ -327,7 +327,7 @@ const command_rec ms_directives[] = {
     AP_INIT_TAKE1("MediaStoreTokenMaxLifetime", set_seconds, (void *)"token-lifetime",
                   RSRC_CONF, "longest exp - iat accepted in a delivery token (default 1d)"),
     SMH_DB_DIRECTIVES("MediaStore", set_db),
-    {NULL}};
+    {.name = NULL}}; /* designated: clang wants every field otherwise */
 
 int ms_config_in_use(const ms_server_config *c)
 {
