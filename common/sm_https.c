@@ -8,6 +8,11 @@
 
 #include "sm_https.h"
 
+/* Certificates and keys are handed over as memory blobs (curl 7.77). */
+#if LIBCURL_VERSION_NUM < 0x074d00
+#error "sm_https needs libcurl 7.77 or newer (CURLOPT_CAINFO_BLOB)"
+#endif
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result = CURLE_FAILED_INIT;
 
@@ -73,7 +78,11 @@ sm_status sm_https_request(const char *method, const char *url, const sm_https_t
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *headers = NULL;
     curl_easy_setopt(h, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+#else
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)CURLPROTO_HTTPS);
+#endif
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);

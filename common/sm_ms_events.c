@@ -63,7 +63,8 @@ static sm_status claim(sm_db_conn *c, const sm_ms_notifier_config *cfg, const ch
     int64_t now = unix_now();
     sm_status st = sm_db_exec(c,
                               "UPDATE delivery_events SET lease_owner = ?, lease_until = ? "
-                              "WHERE acked_at IS NULL AND next_attempt_at <= ? AND lease_until < ? "
+                              "WHERE acked_at IS NULL AND rejected_at IS NULL "
+                              "AND next_attempt_at <= ? AND lease_until < ? "
                               "ORDER BY id LIMIT ?",
                               SM_DB_PARAMS(sm_db_text(owner), sm_db_int(now + cfg->lease_s),
                                            sm_db_int(now), sm_db_int(now),
@@ -114,7 +115,10 @@ static sm_status send_event(const sm_ms_notifier_config *cfg, const due_event *e
     free(body);
     if (st != SM_OK)
         return st;
-    if (resp.status != 200 && resp.status != 204)
+    if (resp.status == 404 || resp.status == 409)
+        st = sm_error_set(err, SM_ERR_CLAIM, "%s refused it for good (HTTP %ld): %.200s",
+                          cfg->url, resp.status, resp.body);
+    else if (resp.status != 200 && resp.status != 204)
         st = sm_error_set(err, SM_ERR_UNAVAILABLE, "%s answered HTTP %ld: %.200s", cfg->url,
                           resp.status, resp.body);
     sm_https_response_free(&resp);
@@ -160,6 +164,14 @@ sm_status sm_ms_notify_round(sm_db_pool *db, const sm_ms_notifier_config *cfg, c
                                  SM_DB_PARAMS(sm_db_int(now), sm_db_uint(e->id),
                                               sm_db_text(owner)),
                                  NULL, &dberr);
+            else if (sst == SM_ERR_CLAIM)
+                dst = sm_db_exec(c,
+                                 "UPDATE delivery_events SET rejected_at = ?, lease_owner = NULL, "
+                                 "lease_until = 0, attempts = attempts + 1, "
+                                 "last_error = LEFT(?, 255) WHERE id = ? AND lease_owner = ?",
+                                 SM_DB_PARAMS(sm_db_int(now), sm_db_text(serr.message),
+                                              sm_db_uint(e->id), sm_db_text(owner)),
+                                 NULL, &dberr);
             else
                 dst = sm_db_exec(c,
                                  "UPDATE delivery_events SET next_attempt_at = ?, "
@@ -177,7 +189,8 @@ sm_status sm_ms_notify_round(sm_db_pool *db, const sm_ms_notifier_config *cfg, c
                 (*sent)++;
             report(cfg, SM_MS_NOTIFY_SENT, e->txn, e->work_id, "acknowledged");
         } else {
-            report(cfg, SM_MS_NOTIFY_RETRY, e->txn, e->work_id, serr.message);
+            report(cfg, sst == SM_ERR_CLAIM ? SM_MS_NOTIFY_REJECTED : SM_MS_NOTIFY_RETRY,
+                   e->txn, e->work_id, serr.message);
         }
         if (dst != SM_OK) {
             /* The lease expires and the row is sent again: harmless. */

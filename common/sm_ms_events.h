@@ -2,7 +2,9 @@
  * when the last byte of a work went out for a transaction, then sent to
  * the key server (POST {key server}/v1/delivery-complete with
  * {"txn","work_id","delivered_at"}, answered 200 or 204) until it
- * acknowledges them. The database is the queue, so events survive
+ * acknowledges them. A 404 (unknown transaction) or 409 (transaction for
+ * another work) is the key server's final word: the event is marked
+ * rejected and not sent again. Anything else is retried. The database is the queue, so events survive
  * restarts; a sender claims due rows with a lease (owner + expiry), so
  * several processes or nodes can run senders without sending one row at
  * the same time. The key server must treat a repeat as success (a lease
@@ -24,7 +26,8 @@ sm_status sm_ms_event_record(sm_db_pool *db, const char *txn, const char *work_i
 /* What a sender reports (for the caller's log, which adds message ids). */
 typedef enum sm_ms_notify_report {
     SM_MS_NOTIFY_SENT,      /* acknowledged by the key server */
-    SM_MS_NOTIFY_RETRY,     /* key server unreachable or refused; will retry */
+    SM_MS_NOTIFY_RETRY,     /* key server unreachable or failed; will retry */
+    SM_MS_NOTIFY_REJECTED,  /* refused for good (404, 409): kept, not resent */
     SM_MS_NOTIFY_DB_FAILED  /* the queue could not be read or updated */
 } sm_ms_notify_report;
 

@@ -8,6 +8,7 @@
 #include "sm_db.h"
 #include "sm_jwks_cache.h"
 #include "sm_ms_events.h"
+#include "sm_token_cache.h"
 #include "smh_route.h"
 
 #define MS_CONTAINER_TYPE "application/vnd.secmedia.container"
@@ -20,6 +21,7 @@ typedef struct ms_child_state {
     sm_db_pool *db;
     sm_jwks_cache *jwks;
     sm_ms_notifier *notifier;
+    sm_token_cache *tokens; /* delivery tokens already verified */
 } ms_child_state;
 
 void ms_state_child_init(apr_pool_t *pchild, server_rec *s);

@@ -65,9 +65,7 @@ static int ms_handler(request_rec *r)
 {
     if (r->handler == NULL || strcmp(r->handler, MS_HANDLER) != 0)
         return DECLINED;
-    ms_dir_config *d = ms_dir_conf(r);
-    return smh_route_dispatch(r, d->base ? d->base : "/", routes,
-                              sizeof(routes) / sizeof(routes[0]), NULL);
+    return smh_route_dispatch(r, NULL, routes, sizeof(routes) / sizeof(routes[0]), NULL);
 }
 
 static void ms_register_hooks(apr_pool_t *p)

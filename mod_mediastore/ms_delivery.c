@@ -205,10 +205,16 @@ int ms_handle_deliver(request_rec *r, const smh_route_match *m, void *ctx)
         return smh_problem_unavailable(r, "the media store cannot check delivery tokens; retry "
                                           "later");
     verify_call v = {.cfg = ms_server_conf(r->server), .token = token};
-    sm_error err;
-    sm_status st = sm_jwks_cache_use(state->jwks, verify_with_keys, &v, &err);
-    if (st != SM_OK)
-        return token_problem(r, st, &err);
+    size_t token_len = strlen(token);
+    int64_t now = (int64_t)apr_time_sec(r->request_time);
+    /* Range requests of one player repeat one token: verify it once. */
+    if (!sm_token_cache_get(state->tokens, token, token_len, now, &v.claims)) {
+        sm_error err;
+        sm_status st = sm_jwks_cache_use(state->jwks, verify_with_keys, &v, &err);
+        if (st != SM_OK)
+            return token_problem(r, st, &err);
+        sm_token_cache_put(state->tokens, token, token_len, now, v.claims.exp, &v.claims);
+    }
     if (strcmp(v.claims.work_id, work_id) != 0)
         return smh_problem(r, HTTP_FORBIDDEN, "token-wrong-work", "Token is for another work",
                            "this delivery token opens work \"%s\", not \"%s\"",

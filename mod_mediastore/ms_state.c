@@ -10,6 +10,7 @@
 #include "mediastore.h"
 #include "ms_config.h"
 #include "sm_https.h"
+#include "sm_ks_tokens.h"
 #include "smh_db.h"
 #include "smh_log.h"
 
@@ -19,6 +20,8 @@ APLOG_USE_MODULE(mediastore);
  * short; a notification runs in the background. */
 #define JWKS_TIMEOUT_MS 5000u
 #define NOTIFY_TIMEOUT_MS 10000u
+/* Verified delivery tokens remembered per child. */
+#define TOKEN_CACHE_SLOTS 4096u
 
 /* One state per virtual host using the module, keyed by its server_rec;
  * child-private (created after the fork). */
@@ -41,6 +44,12 @@ static void notify_log(void *ctx, sm_ms_notify_report what, const char *txn, con
                                     "retry: %s",
                      txn, work_id, detail);
         break;
+    case SM_MS_NOTIFY_REJECTED:
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     SMLOGNO(02017) "delivery-complete txn %s work %s refused by the key "
+                                    "server for good, not resent: %s",
+                     txn, work_id, detail);
+        break;
     case SM_MS_NOTIFY_DB_FAILED:
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      SMLOGNO(02014) "delivery-complete queue unavailable, will retry: %s", detail);
@@ -57,6 +66,12 @@ static apr_status_t stop_notifier(void *data)
 static apr_status_t free_jwks(void *data)
 {
     sm_jwks_cache_free(data);
+    return APR_SUCCESS;
+}
+
+static apr_status_t free_tokens(void *data)
+{
+    sm_token_cache_free(data);
     return APR_SUCCESS;
 }
 
@@ -94,6 +109,11 @@ void ms_state_child_init(apr_pool_t *pchild, server_rec *s)
                          SMLOGNO(02001) "cannot set up the key set cache: %s", err.message);
         else
             apr_pool_cleanup_register(pchild, st->jwks, free_jwks, apr_pool_cleanup_null);
+        /* A verified delivery token is remembered no longer than a
+         * fetched key set is trusted. */
+        if (sm_token_cache_new(TOKEN_CACHE_SLOTS, sizeof(sm_ks_delivery),
+                               (int64_t)c->jwks_lifetime, &st->tokens, &err) == SM_OK)
+            apr_pool_cleanup_register(pchild, st->tokens, free_tokens, apr_pool_cleanup_null);
         if (st->db != NULL) {
             sm_ms_notifier_config nc = {
                 .url = apr_pstrcat(pchild, c->keyserver_url, "/v1/delivery-complete", NULL),

@@ -330,8 +330,9 @@ static int handle_upload(request_rec *r, const smh_route_match *m, sm_upload_kin
                            "send the file as it is, without Content-Encoding");
     if (kind == SM_UPLOAD_PREVIEW) {
         sm_error err;
-        const char *ct = r->content_type ? r->content_type
-                                         : apr_table_get(r->headers_in, "Content-Type");
+        /* The request's header, not r->content_type, which mod_mime may
+         * have guessed from the URL. */
+        const char *ct = apr_table_get(r->headers_in, "Content-Type");
         if (ct == NULL || sm_validate_media_type(ct, "Content-Type", &err) != SM_OK)
             return smh_problem(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
                                "Unsupported media type",

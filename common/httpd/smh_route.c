@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include <apr_strings.h>
+#include <http_config.h>
+#include <http_core.h>
 #include <http_protocol.h>
 
 #include "smh_problem.h"
@@ -81,9 +83,22 @@ static int method_listed(const char *methods, const char *method)
     return 0;
 }
 
+const char *smh_route_location_base(request_rec *r)
+{
+    const core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    if (d == NULL || d->d == NULL || d->d[0] != '/' || d->r != NULL || d->d_is_fnmatch)
+        return "/";
+    /* A <Directory> path is a file system path: it is no prefix of r->uri
+     * (and if it happened to be one, routes would still be matched below
+     * it consistently). */
+    return smh_route_path(r, d->d) != NULL ? d->d : "/";
+}
+
 int smh_route_dispatch(request_rec *r, const char *base, const smh_route *routes,
                        size_t nroutes, void *ctx)
 {
+    if (base == NULL || strcmp(base, "/") == 0)
+        base = smh_route_location_base(r);
     const char *path = smh_route_path(r, base);
     if (path == NULL)
         return smh_problem_not_found(r, "no such resource here; check the URL");

@@ -35,14 +35,24 @@ const char *smh_route_param(const smh_route_match *m, const char *name);
  * base. */
 const char *smh_route_path(request_rec *r, const char *base);
 
-/* Finds the route for r below base and calls its handler. No path match:
- * 404 problem. Path matches but not the method: 405 problem with Allow.
- * Returns the handler's result or DONE. */
+/* The <Location> path whose SetHandler selected this request (core's
+ * innermost matching section), or "/" when that is not a plain URL prefix
+ * of r->uri (a <LocationMatch>, a <Directory>, the server config). */
+const char *smh_route_location_base(request_rec *r);
+
+/* Finds the route for r below base and calls its handler. base NULL or
+ * "/" means smh_route_location_base(r): routes then work under whatever
+ * <Location> the operator chose. No path match: 404 problem. Path matches
+ * but not the method: 405 problem with Allow. Returns the handler's result
+ * or DONE. */
 int smh_route_dispatch(request_rec *r, const char *base, const smh_route *routes,
                        size_t nroutes, void *ctx);
 
 /* The location path from a create_dir_config dir argument: dir itself for
- * a <Location> path, "/" otherwise (server config, <Directory>, regex). */
+ * a <Location> path, "/" otherwise (server config, <Directory>, regex).
+ * Note httpd calls create_dir_config for a section only when one of the
+ * module's directives is in it; smh_route_location_base does not depend
+ * on that. */
 const char *smh_route_base_from_dir(apr_pool_t *p, const char *dir);
 
 #endif

@@ -44,7 +44,7 @@ class MediaStore:
     """The module configured in env.httpd (not started)."""
 
     def __init__(self, env, keyserver_url="https://127.0.0.1:9/ks",
-                 jwks_url="https://127.0.0.1:9/jwks", extra=""):
+                 jwks_url="https://127.0.0.1:9/jwks", extra="", location="/"):
         self.env = env
         self.db = env.migrated_database("mediastore")
         self.storage = make_storage_dir(env)
@@ -69,7 +69,7 @@ MediaStoreClientKeyFile "{ms.key}"
 MediaStoreTokenIssuer {TOKEN_ISSUER}
 MediaStoreTokenAudience {TOKEN_AUDIENCE}
 {extra}
-<Location />
+<Location {location}>
     SetHandler secmedia-mediastore
     Require all granted
 </Location>

@@ -38,6 +38,9 @@ def keyserver(env, tokens):
     ks = FakeKeyServer(env.pki, tokens.jwks("ks-1"))
     ks.start()
     yield ks
+    # httpd first: its sender must not see the key server vanish at the
+    # end of a test (a warning in the log would fail the test).
+    env.httpd.stop()
     ks.stop()
 
 
@@ -463,3 +466,16 @@ def test_delivery_complete_survives_an_httpd_restart(env, published, tokens, key
     notes = keyserver.wait_for_notifications(2)
     assert notes[1][0]["txn"] == "txn-R"
     env.expect_log("SM02013")
+
+
+def test_delivery_complete_refused_for_good_is_not_resent(env, published, tokens, keyserver):
+    keyserver.answer_status = 409   # the key server: transaction is for another work
+    assert env.client().get("/works/w1", headers={
+        "Authorization": "Bearer " + tokens.delivery("w1", txn="txn-bad")}).status_code == 200
+    deadline = time.monotonic() + 10
+    query = "SELECT rejected_at IS NOT NULL, acked_at IS NULL, attempts FROM delivery_events"
+    while published.query(query) != [("1", "1", "1")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.5)   # retry interval 1 s: no further attempt
+    assert published.query(query) == [("1", "1", "1")]
+    env.expect_log("SM02017")

@@ -12,6 +12,7 @@
 
 #include "sm_container.h"
 #include "sm_ms_upload.h"
+#include "sm_token_cache.h"
 #include "sm_test.h"
 
 static sm_mem_io make_container(const char *work_id, size_t plain_len)
@@ -255,6 +256,42 @@ START_TEST(test_range_unsatisfiable)
 }
 END_TEST
 
+START_TEST(test_token_cache)
+{
+    sm_token_cache *c;
+    sm_error err;
+    ck_assert_int_eq(sm_token_cache_new(3, sizeof(int), 100, &c, &err), SM_OK);
+    int v = 0;
+    ck_assert(!sm_token_cache_get(c, "tok-a", 5, 1000, &v));
+    int a = 42;
+    sm_token_cache_put(c, "tok-a", 5, 1000, 1050, &a);
+    ck_assert(sm_token_cache_get(c, "tok-a", 5, 1049, &v) && v == 42);
+    /* Expired at exp, and only the very same string hits. */
+    ck_assert(!sm_token_cache_get(c, "tok-a", 5, 1050, &v));
+    ck_assert(!sm_token_cache_get(c, "tok-b", 5, 1010, &v));
+    ck_assert(!sm_token_cache_get(c, "tok-", 4, 1010, &v));
+    /* max_age caps a long-lived token. */
+    sm_token_cache_put(c, "tok-c", 5, 1000, 999999, &a);
+    ck_assert(sm_token_cache_get(c, "tok-c", 5, 1099, &v));
+    ck_assert(!sm_token_cache_get(c, "tok-c", 5, 1100, &v));
+    /* Already expired: not stored. */
+    sm_token_cache_put(c, "tok-d", 5, 1000, 1000, &a);
+    ck_assert(!sm_token_cache_get(c, "tok-d", 5, 999, &v));
+    /* Many entries in few slots: overwritten, never confused. */
+    char name[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "t%d", i);
+        sm_token_cache_put(c, name, strlen(name), 1000, 2000, &i);
+    }
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "t%d", i);
+        if (sm_token_cache_get(c, name, strlen(name), 1001, &v))
+            ck_assert_int_eq(v, i);
+    }
+    sm_token_cache_free(c);
+}
+END_TEST
+
 static Suite *ms_upload_suite(void)
 {
     Suite *s = suite_create("ms_upload");
@@ -268,6 +305,7 @@ static Suite *ms_upload_suite(void)
     tcase_add_test(tc, test_digest_fields);
     tcase_add_test(tc, test_range_last_byte);
     tcase_add_test(tc, test_range_unsatisfiable);
+    tcase_add_test(tc, test_token_cache);
     suite_add_tcase(s, tc);
     return s;
 }
