@@ -18,6 +18,7 @@ static const struct {
     {"inspect", cmd_inspect, "show a container's header, sizes and chunk count (no key needed)"},
     {"unpack", cmd_unpack, "decrypt a container, verifying every chunk"},
     {"verify", cmd_verify, "authenticate a whole container without writing the plaintext"},
+    {"publish", cmd_publish, "upload a packed work to media stores and register it with the key server"},
     {"ledger", cmd_ledger, "verify a key server ledger export (ledger verify EXPORT)"},
 };
 

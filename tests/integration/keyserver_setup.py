@@ -99,20 +99,42 @@ def verify_token(jwks_doc, compact, typ):
     return json.loads(token.payload)
 
 
+class _Prefixed:
+    """A harness client whose paths are below the key server's location."""
+
+    def __init__(self, client, prefix):
+        self._client = client
+        self._prefix = prefix
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name in ("get", "head", "post", "put", "delete", "request", "json", "get_json",
+                    "post_json", "url"):
+            def call(*args, **kwargs):
+                args = list(args)
+                index = 1 if name in ("request", "json") else 0
+                args[index] = self._prefix + args[index]
+                return attr(*args, **kwargs)
+            return call
+        return attr
+
+
 class KeyServer:
     """mod_keyserver configured in env.httpd (not started)."""
 
     def __init__(self, env, extra="", activation_limit=None, checkpoint_every=None, omit=(),
-                 files=None):
+                 files=None, location="/"):
         """omit: directives left out of the standard configuration; files:
         a callback(ks) run after the key files are written and before the
-        configuration is built (to break or replace them)."""
+        configuration is built (to break or replace them); location: the
+        <Location> serving the key server (its issuer URL ends with it)."""
         self.env = env
         self.db = env.migrated_database("keyserver")
         conf = env.httpd.conf_dir
         for role in ROLES:
             env.pki.issue_client(role)
-        self.issuer = env.httpd.https_url
+        self.location = location.rstrip("/")
+        self.issuer = env.httpd.https_url + self.location
         self.license_url = self.issuer + "/v1/license"
         self.kek_versions = [(1, secrets.token_bytes(32))]
         self.kek_file = write_private(os.path.join(conf, "kek.json"),
@@ -160,7 +182,7 @@ KeyServerDBPoolSize 4
                 if not any(line.startswith(d + " ") for d in omit)]
         self.base_config = "\n".join(kept) + f"""
 {extra}
-<Location />
+<Location {location}>
     SetHandler secmedia-keyserver
     Require all granted
 </Location>
@@ -171,7 +193,7 @@ KeyServerDBPoolSize 4
         return self.env.db.query(sql, self.db.name)
 
     def client(self, role=None):
-        return self.env.client(role)
+        return _Prefixed(self.env.client(role), self.location)
 
     def wrap_media_key(self, media_key, kid="ks-enc-1"):
         """What `secmedia pack --recipient` makes: the key as a JWE to our
