@@ -64,8 +64,9 @@ const char *sm_ks_keys_active_kid(const sm_ks_keys *keys);
 sm_status sm_ks_keys_sign(const sm_ks_keys *keys, const char *typ, json_t *claims,
                           char **compact_out, sm_error *err);
 
-/* Opens a media-key JWE addressed to the encryption key. A JWE whose kid
- * names another key is refused (SM_ERR_KEY). */
+/* Opens a media-key JWE addressed to the encryption key (its header kid,
+ * if any, is the sender's label and not checked; a JWE for another key is
+ * SM_ERR_AUTH). */
 sm_status sm_ks_keys_unwrap_media_key(const sm_ks_keys *keys, const char *jwe, size_t len,
                                       sm_secret **key_out, sm_error *err);
 
