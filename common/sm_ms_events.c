@@ -205,7 +205,16 @@ sm_status sm_ms_notify_round(sm_db_pool *db, const sm_ms_notifier_config *cfg, c
 
 /* --- the thread --------------------------------------------------------------- */
 
+typedef struct deferred_event {
+    struct deferred_event *next;
+    char txn[ID_BUF];
+    char work_id[ID_BUF];
+    int64_t delivered_at;
+} deferred_event;
+
 struct sm_ms_notifier {
+    deferred_event *deferred; /* under lock */
+    unsigned deferred_count;
     sm_db_pool *db;
     sm_ms_notifier_config cfg;
     char *url;
@@ -217,6 +226,54 @@ struct sm_ms_notifier {
     int woken;
 };
 
+/* Stores the deferred events; those that still fail go back on the list. */
+static void record_deferred(sm_ms_notifier *n)
+{
+    pthread_mutex_lock(&n->lock);
+    deferred_event *list = n->deferred;
+    n->deferred = NULL;
+    n->deferred_count = 0;
+    pthread_mutex_unlock(&n->lock);
+    while (list != NULL) {
+        deferred_event *e = list;
+        list = e->next;
+        sm_error err;
+        if (sm_ms_event_record(n->db, e->txn, e->work_id, e->delivered_at, &err) == SM_OK) {
+            free(e);
+            continue;
+        }
+        pthread_mutex_lock(&n->lock);
+        e->next = n->deferred;
+        n->deferred = e;
+        n->deferred_count++;
+        pthread_mutex_unlock(&n->lock);
+    }
+}
+
+int sm_ms_notifier_defer(sm_ms_notifier *n, const char *txn, const char *work_id,
+                         int64_t delivered_at)
+{
+    if (n == NULL || strlen(txn) >= ID_BUF || strlen(work_id) >= ID_BUF)
+        return 0;
+    deferred_event *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return 0;
+    memcpy(e->txn, txn, strlen(txn) + 1);
+    memcpy(e->work_id, work_id, strlen(work_id) + 1);
+    e->delivered_at = delivered_at;
+    pthread_mutex_lock(&n->lock);
+    int ok = n->deferred_count < SM_MS_NOTIFIER_MAX_DEFERRED;
+    if (ok) {
+        e->next = n->deferred;
+        n->deferred = e;
+        n->deferred_count++;
+    }
+    pthread_mutex_unlock(&n->lock);
+    if (!ok)
+        free(e);
+    return ok;
+}
+
 static void *notifier_main(void *arg)
 {
     sm_ms_notifier *n = arg;
@@ -224,6 +281,7 @@ static void *notifier_main(void *arg)
     while (!n->stop) {
         n->woken = 0;
         pthread_mutex_unlock(&n->lock);
+        record_deferred(n);
         sm_error err;
         sm_error_clear(&err);
         int due_left = 0;
@@ -298,6 +356,13 @@ void sm_ms_notifier_stop(sm_ms_notifier *n)
     pthread_cond_signal(&n->cond);
     pthread_mutex_unlock(&n->lock);
     pthread_join(n->thread, NULL);
+    while (n->deferred != NULL) {
+        deferred_event *e = n->deferred;
+        n->deferred = e->next;
+        report(&n->cfg, SM_MS_NOTIFY_DB_FAILED, e->txn, e->work_id,
+               "delivery-complete lost: the database stayed unreachable until shutdown");
+        free(e);
+    }
     pthread_mutex_destroy(&n->lock);
     pthread_cond_destroy(&n->cond);
     free(n->url);

@@ -58,6 +58,13 @@ typedef struct sm_ms_notifier sm_ms_notifier;
 sm_status sm_ms_notifier_start(sm_db_pool *db, const sm_ms_notifier_config *cfg,
                                sm_ms_notifier **out, sm_error *err);
 void sm_ms_notifier_wake(sm_ms_notifier *n);
+/* For an event sm_ms_event_record could not store (database down): keeps
+ * it in memory and records it from the thread once the database is back,
+ * so a short outage loses nothing (a restart during one would). Returns 0
+ * when the in-memory list is full (SM_MS_NOTIFIER_MAX_DEFERRED). */
+#define SM_MS_NOTIFIER_MAX_DEFERRED 10000u
+int sm_ms_notifier_defer(sm_ms_notifier *n, const char *txn, const char *work_id,
+                         int64_t delivered_at);
 /* Stops and joins the thread (waits for a request in flight, at most
  * timeout_ms); NULL is fine. */
 void sm_ms_notifier_stop(sm_ms_notifier *n);

@@ -84,9 +84,17 @@ static int ms_log_transaction(request_rec *r)
                                             &err)
                        : sm_error_set(&err, SM_ERR_UNAVAILABLE, "no database pool");
     if (st != SM_OK) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      SMLOGNO(02016) "delivery-complete txn %s work %s could not be recorded: %s",
-                      n->txn, n->work_id, err.message);
+        /* Kept in this child's memory and stored by the sender thread when
+         * the database is back. */
+        int kept = state != NULL &&
+                   sm_ms_notifier_defer(state->notifier, n->txn, n->work_id, (int64_t)time(NULL));
+        ap_log_rerror(APLOG_MARK, kept ? APLOG_WARNING : APLOG_ERR, 0, r,
+                      SMLOGNO(02016) "delivery-complete txn %s work %s could not be recorded "
+                                     "(%s); %s",
+                      n->txn, n->work_id, err.message,
+                      kept ? "kept in memory until the database is back" : "lost");
+        if (kept)
+            sm_ms_notifier_wake(state->notifier);
         return DECLINED;
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,

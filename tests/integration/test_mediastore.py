@@ -479,3 +479,18 @@ def test_delivery_complete_refused_for_good_is_not_resent(env, published, tokens
     time.sleep(2.5)   # retry interval 1 s: no further attempt
     assert published.query(query) == [("1", "1", "1")]
     env.expect_log("SM02017")
+
+
+def test_delivery_complete_while_the_database_is_down(env, published, tokens, keyserver):
+    player = env.client()
+    auth = {"Authorization": "Bearer " + tokens.delivery("w1", txn="txn-nodb")}
+    # Delivery itself needs no database (token checked against the JWKS).
+    assert player.head("/works/w1", headers=auth).status_code == 200
+    env.db.stop()
+    assert player.get("/works/w1", headers=auth).status_code == 200
+    time.sleep(1.5)
+    env.db.start()
+    notes = keyserver.wait_for_notifications(1)
+    assert notes[0][0]["txn"] == "txn-nodb"
+    env.expect_log("SM02016")
+    env.allow_log("SM02014")
