@@ -7,10 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjose/base64.h>
-#include <cjose/util.h>
 #include <openssl/rand.h>
 
+#include "sm_b64.h"
 #include "sm_crypto.h"
 #include "sm_json.h"
 #include "sm_file.h"
@@ -66,46 +65,30 @@ size_t sm_ks_kek_version_count(const sm_ks_kek *kek)
     return kek->n;
 }
 
-/* Decodes a key member into a new secret; the decoded heap copy is wiped. */
+/* Decodes a key member straight into secure memory. sm_b64url_decode
+ * accepts only the canonical encoding (43 characters, no padding, unused
+ * bits zero), so every key has one spelling. */
 static sm_status decode_key(json_t *k, const char *what, uint32_t version, sm_secret **out,
                             sm_error *err)
 {
-    uint8_t *raw = NULL;
-    size_t raw_len = 0;
-    cjose_err cerr;
-    *out = NULL;
-    if (json_string_length(k) != KEY_B64_LEN ||
-        !cjose_base64url_decode(json_string_value(k), json_string_length(k), &raw, &raw_len,
-                                &cerr) ||
-        raw_len != SM_KS_KEK_KEY_LEN) {
-        if (raw != NULL) {
-            sm_wipe(raw, raw_len);
-            cjose_get_dealloc()(raw);
-        }
-        return sm_error_set(err, SM_ERR_KEY,
-                            "%s: the key of version %u must be 32 bytes in base64url "
-                            "(43 characters, no padding)",
-                            what, (unsigned)version);
-    }
-    /* Only the canonical encoding: re-encoding must give the same text. */
-    char *again = NULL;
-    size_t again_len = 0;
-    int canonical = cjose_base64url_encode(raw, raw_len, &again, &again_len, &cerr) &&
-                    again_len == KEY_B64_LEN &&
-                    sm_ct_equal(again, json_string_value(k), KEY_B64_LEN);
-    if (again != NULL) {
-        sm_wipe(again, again_len);
-        cjose_get_dealloc()(again);
-    }
-    if (canonical)
-        *out = sm_secret_from(raw, raw_len);
-    sm_wipe(raw, raw_len);
-    cjose_get_dealloc()(raw);
-    if (!canonical)
-        return sm_error_set(err, SM_ERR_KEY, "%s: the key of version %u is not canonical base64url",
-                            what, (unsigned)version);
+    size_t got = 0;
+    *out = sm_secret_new(SM_KS_KEK_KEY_LEN);
     if (*out == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", what);
+    if (json_string_length(k) != KEY_B64_LEN ||
+        sm_b64url_decode(json_string_value(k), json_string_length(k), (*out)->bytes,
+                         (*out)->len, &got, "key", NULL) != SM_OK ||
+        got != SM_KS_KEK_KEY_LEN) {
+        int canonical_length = json_string_length(k) == KEY_B64_LEN;
+        sm_secret_free(*out);
+        *out = NULL;
+        return sm_error_set(err, SM_ERR_KEY,
+                            canonical_length
+                                ? "%s: the key of version %u is not canonical base64url"
+                                : "%s: the key of version %u must be 32 bytes in base64url "
+                                  "(43 characters, no padding)",
+                            what, (unsigned)version);
+    }
     return SM_OK;
 }
 
@@ -313,18 +296,15 @@ sm_status sm_ks_kek_serialize(const sm_ks_kek *kek, sm_secret **doc_out, sm_erro
                      (unsigned)kek->current);
     used = (size_t)n;
     for (size_t i = 0; i < kek->n; i++) {
-        char *k64 = NULL;
-        size_t k64_len = 0;
-        cjose_err cerr;
-        if (!cjose_base64url_encode(kek->v[i].key->bytes, kek->v[i].key->len, &k64, &k64_len,
-                                    &cerr)) {
+        char k64[KEY_B64_LEN + 1];
+        if (sm_b64url_encode(kek->v[i].key->bytes, kek->v[i].key->len, k64, sizeof(k64), err) !=
+            SM_OK) {
             sm_secret_free(doc);
-            return sm_error_set(err, SM_ERR_CRYPTO, "KEK: cannot encode a key");
+            return SM_ERR_CRYPTO;
         }
-        n = snprintf(p + used, cap - used, "%s{\"version\":%u,\"key\":\"%.*s\"}",
-                     i > 0 ? "," : "", (unsigned)kek->v[i].version, (int)k64_len, k64);
-        sm_wipe(k64, k64_len);
-        cjose_get_dealloc()(k64);
+        n = snprintf(p + used, cap - used, "%s{\"version\":%u,\"key\":\"%s\"}",
+                     i > 0 ? "," : "", (unsigned)kek->v[i].version, k64);
+        sm_wipe(k64, sizeof(k64));
         if (n < 0 || (size_t)n >= cap - used) {
             sm_secret_free(doc);
             return sm_error_set(err, SM_ERR_CRYPTO, "KEK: document buffer too small");

@@ -8,10 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <cjose/base64.h>
-#include <cjose/util.h>
 #include <openssl/evp.h>
 
+#include "sm_b64.h"
 #include "sm_json.h"
 #include "sm_ks_ledger.h"
 #include "sm_validate.h"
@@ -222,23 +221,14 @@ void sm_ks_ledger_hash_to_b64(const uint8_t hash[SM_KS_LEDGER_HASH_LEN],
 sm_status sm_ks_ledger_hash_from_b64(const char *b64, uint8_t out[SM_KS_LEDGER_HASH_LEN],
                                      sm_error *err)
 {
-    char again[SM_KS_LEDGER_HASH_B64_SIZE];
-    uint8_t *raw = NULL;
-    size_t raw_len = 0;
-    cjose_err cerr;
+    size_t got = 0;
+    /* Canonical only: one spelling per hash. */
     if (b64 == NULL || strlen(b64) != SM_KS_LEDGER_HASH_B64_SIZE - 1 ||
-        !cjose_base64url_decode(b64, strlen(b64), &raw, &raw_len, &cerr) ||
-        raw_len != SM_KS_LEDGER_HASH_LEN) {
-        if (raw != NULL)
-            cjose_get_dealloc()(raw);
-        return sm_error_set(err, SM_ERR_FORMAT, "a hash must be 43 base64url characters");
-    }
-    memcpy(out, raw, SM_KS_LEDGER_HASH_LEN);
-    cjose_get_dealloc()(raw);
-    /* One encoding per hash: unused trailing bits must be zero. */
-    sm_ks_ledger_hash_to_b64(out, again);
-    if (strcmp(again, b64) != 0)
-        return sm_error_set(err, SM_ERR_FORMAT, "a hash is not canonical base64url");
+        sm_b64url_decode(b64, strlen(b64), out, SM_KS_LEDGER_HASH_LEN, &got, "hash", NULL) !=
+            SM_OK ||
+        got != SM_KS_LEDGER_HASH_LEN)
+        return sm_error_set(err, SM_ERR_FORMAT,
+                            "a hash must be 43 characters of canonical base64url");
     return SM_OK;
 }
 

@@ -11,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjose/base64.h>
-#include <cjose/util.h>
 
+#include "sm_b64.h"
 #include "sm_ks_license.h"
 #include "sm_ks_store_int.h"
 #include "sm_ks_tokens.h"
@@ -25,16 +24,19 @@
 static sm_status proof_public_key(const char *proof, const char *jkt, sm_jwk **out,
                                   sm_error *err)
 {
-    uint8_t *raw = NULL;
-    size_t raw_len = 0;
-    cjose_err cerr;
     *out = NULL;
     const char *dot = strchr(proof, '.');
-    if (dot == NULL || !cjose_base64url_decode(proof, (size_t)(dot - proof), &raw, &raw_len, &cerr))
+    size_t seg = dot != NULL ? (size_t)(dot - proof) : 0;
+    uint8_t *raw = seg > 0 ? malloc(seg) : NULL;
+    size_t raw_len = 0;
+    if (raw == NULL ||
+        sm_b64url_decode(proof, seg, raw, seg, &raw_len, "device proof header", err) != SM_OK) {
+        free(raw);
         return sm_error_set(err, SM_ERR_FORMAT, "device proof header is not base64url");
+    }
     json_error_t jerr;
     json_t *header = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
-    cjose_get_dealloc()(raw);
+    free(raw);
     char *jwk_text = header != NULL ? json_dumps(json_object_get(header, "jwk"), JSON_COMPACT)
                                     : NULL;
     json_decref(header);

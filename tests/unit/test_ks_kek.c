@@ -165,6 +165,13 @@ static const struct {
     {"{\"format\":\"secmedia-kek/1\",\"current\":1,\"keys\":[{\"version\":1,\"key\":"
      "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9\"}]}",
      SM_ERR_KEY, "canonical"},
+    /* Characters outside base64url: refused, never an abort in a decoder. */
+    {"{\"format\":\"secmedia-kek/1\",\"current\":1,\"keys\":[{\"version\":1,\"key\":"
+     "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdH+8\"}]}",
+     SM_ERR_KEY, "canonical"},
+    {"{\"format\":\"secmedia-kek/1\",\"current\":1,\"keys\":[{\"version\":1,\"key\":"
+     "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd!!!\"}]}",
+     SM_ERR_KEY, "canonical"},
     {"{\"format\":\"secmedia-kek/1\",\"current\":1,\"keys\":[{\"version\":1,\"key\":\"" K1
      "\",\"alg\":\"A256GCM\"}]}",
      SM_ERR_FORMAT, "unknown field"},

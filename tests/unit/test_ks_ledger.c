@@ -215,6 +215,16 @@ START_TEST(test_hash_b64)
     sm_status st = sm_ks_ledger_hash_from_b64(b64, back, &err);
     ck_assert(st != SM_OK || memcmp(h, back, 32) != 0);
     ck_assert_int_eq(sm_ks_ledger_hash_from_b64("short", back, &err), SM_ERR_FORMAT);
+    /* Outside the alphabet, padding, a standard-base64 character. */
+    ck_assert_int_eq(sm_ks_ledger_hash_from_b64("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", back,
+                                                &err),
+                     SM_ERR_FORMAT);
+    ck_assert_int_eq(sm_ks_ledger_hash_from_b64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", back,
+                                                &err),
+                     SM_ERR_FORMAT);
+    ck_assert_int_eq(sm_ks_ledger_hash_from_b64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+", back,
+                                                &err),
+                     SM_ERR_FORMAT);
 }
 END_TEST
 
