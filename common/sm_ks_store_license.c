@@ -86,21 +86,19 @@ static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found
 {
     sm_db_rows *rows = NULL;
     *found = 0;
+    /* Only the transaction's row is locked for update (its activations
+     * change); a FOR UPDATE over a join would also lock the work's row and
+     * serialise every license of a work. */
     sm_status st = sm_db_query(
         c,
-        "SELECT t.work_id, t.retailer_id, t.jkt, t.license_type, t.duration, t.contract_id, "
-        "t.rental_started_at, t.activations, w.key_version, w.kek_version, w.wrapped_key, "
-        "w.withdrawn_at FROM transactions t JOIN works w ON w.work_id = t.work_id "
-        "WHERE t.txn = ? FOR UPDATE",
+        "SELECT work_id, retailer_id, jkt, license_type, duration, contract_id, "
+        "rental_started_at, activations FROM transactions WHERE txn = ? FOR UPDATE",
         SM_DB_PARAMS(sm_db_text(txn)), &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, found, err);
     if (st == SM_OK && *found) {
         int64_t duration = 0;
-        size_t wrapped_len = 0;
-        const char *wrapped = sm_db_col_text(rows, 10, &wrapped_len);
         t->rental_started_at = 0;
-        t->withdrawn = sm_db_col_text(rows, 11, NULL) != NULL;
         if ((st = ks_col_copy(rows, 0, t->work_id, sizeof(t->work_id), err)) == SM_OK &&
             (st = ks_col_copy(rows, 1, t->retailer, sizeof(t->retailer), err)) == SM_OK &&
             (st = ks_col_copy(rows, 2, t->jkt, sizeof(t->jkt), err)) == SM_OK &&
@@ -109,14 +107,34 @@ static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found
                                         err)) == SM_OK &&
             (st = sm_db_col_int(rows, 5, &t->contract_id, err)) == SM_OK &&
             (st = sm_db_col_int(rows, 7, &t->activations, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 8, &t->key_version, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 9, &t->kek_version, err)) == SM_OK) {
-            if (sm_db_col_text(rows, 6, NULL) != NULL)
-                st = sm_db_col_int(rows, 6, &t->rental_started_at, err);
-            if (st == SM_OK && (wrapped == NULL || wrapped_len != SM_KS_WRAPPED_KEY_LEN))
+            sm_db_col_text(rows, 6, NULL) != NULL)
+            st = sm_db_col_int(rows, 6, &t->rental_started_at, err);
+    }
+    sm_db_rows_free(rows);
+    if (st != SM_OK || !*found)
+        return st;
+    /* The work: shared, so concurrent licenses of one work do not wait for
+     * each other, and a withdrawal waits for them. */
+    int has = 0;
+    rows = NULL;
+    st = sm_db_query(c,
+                     "SELECT key_version, kek_version, wrapped_key, withdrawn_at FROM works "
+                     "WHERE work_id = ? LOCK IN SHARE MODE",
+                     SM_DB_PARAMS(sm_db_text(t->work_id)), &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &has, err);
+    if (st == SM_OK && !has)
+        st = sm_error_set(err, SM_ERR_DB, "transaction %s names a missing work", txn);
+    if (st == SM_OK) {
+        size_t wrapped_len = 0;
+        const char *wrapped = sm_db_col_text(rows, 2, &wrapped_len);
+        t->withdrawn = sm_db_col_text(rows, 3, NULL) != NULL;
+        if ((st = sm_db_col_int(rows, 0, &t->key_version, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 1, &t->kek_version, err)) == SM_OK) {
+            if (wrapped == NULL || wrapped_len != SM_KS_WRAPPED_KEY_LEN)
                 st = sm_error_set(err, SM_ERR_DB, "the wrapped key of work %s is damaged",
                                   t->work_id);
-            else if (st == SM_OK)
+            else
                 memcpy(t->wrapped, wrapped, SM_KS_WRAPPED_KEY_LEN);
         }
     }
