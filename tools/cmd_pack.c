@@ -230,12 +230,20 @@ out:
     return rc;
 }
 
-/* Wraps the key to the recipient into out's temporary file. */
+/* Wraps the key to the recipient into out's temporary file. The JWE kid
+ * names the recipient's key (RFC 7516): its own kid, else its thumbprint. */
 static int prepare_jwe(const pack_args *a, const sm_jwk *recipient, const sm_secret *key,
-                       const char *kid, const char *path, cli_outfile *out)
+                       const char *path, cli_outfile *out)
 {
     sm_error err = {0};
     char *jwe = NULL;
+    char jkt[44];
+    const char *kid = sm_jwk_kid(recipient);
+    if (kid == NULL || kid[0] == '\0') {
+        if (sm_jwk_thumbprint(recipient, jkt, &err) != SM_OK)
+            return cli_fail("pack", &err, CLI_EXIT_KEY);
+        kid = jkt;
+    }
     if (sm_jwe_wrap_key(recipient, key, kid, &jwe, &err) != SM_OK)
         return cli_fail("pack", &err, CLI_EXIT_KEY);
     int ok = cli_outfile_open(out, path, 0644, a->force, &err) == 0 &&
@@ -365,7 +373,7 @@ int cmd_pack(int argc, char **argv)
     if (rc == CLI_EXIT_OK && a.key_out != NULL)
         rc = prepare_key_file(&a, key, kid, &outs[OUT_KEY]);
     if (rc == CLI_EXIT_OK && recipient != NULL)
-        rc = prepare_jwe(&a, recipient, key, kid, jwe_path, &outs[OUT_JWE]);
+        rc = prepare_jwe(&a, recipient, key, jwe_path, &outs[OUT_JWE]);
     /* Install: keys first, the container last (it is useless without them). */
     for (int i = 0; rc == CLI_EXIT_OK && i < OUT_COUNT; i++) {
         if (outs[i].open && cli_outfile_commit(&outs[i], &err) != 0)

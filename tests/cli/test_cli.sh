@@ -33,6 +33,7 @@ expect_exit 6 "keygen refuses to overwrite" -- "$SM" keygen --key "$T/dev.jwk"
 expect_stderr "overwrite message" "already exists"
 expect_exit 0 "keygen --force" -- "$SM" keygen --key "$T/dev.jwk" --public-out "$T/dev.pub.jwk" --force
 expect_true "new key after --force" test "$(cat "$T/out")" != "$jkt"
+jkt_dev=$(cat "$T/out")
 mkdir -p "$T/home"
 expect_exit 0 "keygen default location" -- env -u SECMEDIA_DEVICE_KEY -u XDG_CONFIG_HOME HOME="$T/home" "$SM" keygen
 expect_true "default key file" test -f "$T/home/.config/secmedia/device.jwk"
@@ -90,6 +91,8 @@ expect_exit 0 "pack --recipient" -- "$SM" pack in200000.bin -o r.smc --work-id r
   --recipient dev.pub.jwk
 expect_true "JWE written next to container" test -s r.smc.jwe
 expect_true "JWE is compact (5 parts)" test "$(tr -cd . < r.smc.jwe | wc -c)" -eq 4
+jwe_kid=$("${SM_PYTHON3:-python3}" -c "import base64,json,sys; h=open('r.smc.jwe').read().split('.')[0]; print(json.loads(base64.urlsafe_b64decode(h+'='*(-len(h)%4)))['kid'])")
+expect_true "JWE kid names the recipient key (its jkt)" test "$jwe_kid" = "$jkt_dev"
 expect_exit 0 "unpack --jwe" -- "$SM" unpack r.smc --jwe r.smc.jwe --device-key dev.jwk -o r.out
 expect_true "JWE round trip" cmp -s in200000.bin r.out
 "$SM" keygen --key other.jwk >/dev/null 2>&1
