@@ -40,6 +40,16 @@ static int install_noreplace(const char *tmp, const char *path)
     return 0;
 }
 
+/* The directory holding path ("." or "/" at the ends); 0 when too long. */
+static int parent_dir(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    int n = slash == NULL ? snprintf(dir, size, ".")
+            : slash == path ? snprintf(dir, size, "/")
+                            : snprintf(dir, size, "%.*s", (int)(slash - path), path);
+    return n >= 0 && (size_t)n < size;
+}
+
 static sm_status refuse_existing(const char *path, sm_error *err)
 {
     return sm_error_set(err, SM_ERR_IO,
@@ -60,13 +70,12 @@ sm_status sm_file_write_atomic(const char *path, const void *data, size_t len, m
     const char *slash = strrchr(path, '/');
     const char *base = slash != NULL ? slash + 1 : path;
     char dir[4096], tmp[4096];
-    int dn = slash == NULL ? snprintf(dir, sizeof(dir), ".")
-             : slash == path ? snprintf(dir, sizeof(dir), "/")
-                             : snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    int tn = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-XXXXXX", dir, base);
     if (base[0] == '\0')
         return sm_error_set(err, SM_ERR_ARG, "%s: names a directory, not a file", path);
-    if (dn < 0 || (size_t)dn >= sizeof(dir) || tn < 0 || (size_t)tn >= sizeof(tmp))
+    int tn = parent_dir(path, dir, sizeof(dir))
+                 ? snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-XXXXXX", dir, base)
+                 : -1;
+    if (tn < 0 || (size_t)tn >= sizeof(tmp))
         return sm_error_set(err, SM_ERR_TOO_LARGE, "%s: path too long", path);
 
     /* mkostemp: O_CREAT|O_EXCL and mode 0600, so nobody reads a half-written
@@ -99,12 +108,8 @@ sm_status sm_file_install(const char *tmp, const char *path, int overwrite, sm_e
                                : sm_error_set(err, SM_ERR_IO, "%s: cannot move it into place: %s",
                                               path, strerror(errno));
     /* The rename is durable only once the directory entry is on disk. */
-    const char *slash = strrchr(path, '/');
     char dir[4096];
-    int dn = slash == NULL ? snprintf(dir, sizeof(dir), ".")
-             : slash == path ? snprintf(dir, sizeof(dir), "/")
-                             : snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    if (dn < 0 || (size_t)dn >= sizeof(dir))
+    if (!parent_dir(path, dir, sizeof(dir)))
         return sm_error_set(err, SM_ERR_TOO_LARGE, "%s: path too long", path);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) {

@@ -54,17 +54,6 @@ sm_status sm_keyfile_encode(const sm_secret *key, const char *kid, sm_secret **o
     return *out != NULL ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
 }
 
-sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *kid, int overwrite,
-                          sm_error *err)
-{
-    sm_secret *doc = NULL;
-    sm_status st = sm_keyfile_encode(key, kid, &doc, err);
-    if (st == SM_OK)
-        st = sm_file_write_atomic(path, doc->bytes, doc->len, 0600, overwrite, err);
-    sm_secret_free(doc);
-    return st;
-}
-
 sm_status sm_keyfile_load(const char *path, size_t expected_len, sm_secret **key_out,
                           char *kid_out, size_t kid_size, sm_error *err)
 {

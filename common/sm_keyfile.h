@@ -15,14 +15,10 @@
 
 #define SM_KEYFILE_MAX_SIZE 1024u
 
-/* The file's bytes for key (and kid, may be NULL), in secure memory. */
+/* The file's bytes for key (and kid, may be NULL), in secure memory; write
+ * them with mode 0600 through a temporary file and a rename (sm_file.h, or
+ * the CLI's output files), so a crash never leaves a partial key file. */
 sm_status sm_keyfile_encode(const sm_secret *key, const char *kid, sm_secret **out, sm_error *err);
-
-/* Writes key (and kid, may be NULL) to path with mode 0600. Goes through a
- * temporary file in the same directory and a rename, so a crash leaves no
- * partial key file; refuses to replace an existing file unless overwrite. */
-sm_status sm_keyfile_save(const char *path, const sm_secret *key, const char *kid, int overwrite,
-                          sm_error *err);
 
 /* Loads a media key. Refuses files readable by group or others, files that
  * are not a single strict oct JWK, and keys that are not expected_len bytes.

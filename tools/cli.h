@@ -18,7 +18,7 @@ enum {
     CLI_EXIT_AUTH = 5,      /* authentication failed: wrong key, tampered or truncated data */
     CLI_EXIT_OUTPUT = 6,    /* an output cannot be written */
     CLI_EXIT_KEY = 7,       /* a key is missing, unreadable or unsuitable */
-    CLI_EXIT_EXTERNAL = 8   /* an external program (ffmpeg) is missing or failed */
+    CLI_EXIT_EXTERNAL = 8   /* ffmpeg missing or failed; a server unreachable or refusing */
 };
 
 int cmd_keygen(int argc, char **argv);

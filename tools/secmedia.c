@@ -33,8 +33,8 @@ static void usage(FILE *out)
             "  0 success              5 authentication failed (wrong key, tampered, truncated)\n"
             "  1 internal error       6 an output cannot be written\n"
             "  2 bad command line     7 a key is missing, unreadable or unsuitable\n"
-            "  3 input unreadable     8 an external program (ffmpeg) is missing or failed\n"
-            "  4 input malformed\n");
+            "  3 input unreadable     8 ffmpeg missing or failed, or a server unreachable\n"
+            "  4 input malformed        or refusing (publish)\n");
 }
 
 int main(int argc, char **argv)
