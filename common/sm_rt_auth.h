@@ -17,7 +17,7 @@
 #define SM_RT_SCRYPT_LN_DEFAULT 15u /* N = 32768, r = 8: 32 MiB per hash */
 #define SM_RT_SCRYPT_LN_MIN 10u
 #define SM_RT_SCRYPT_LN_MAX 20u
-#define SM_RT_TOKEN_SIZE 48u  /* "smrt_" + 43 base64url characters + NUL */
+#define SM_RT_TOKEN_SIZE 49u  /* "smrt_" + 43 base64url characters + NUL */
 #define SM_RT_CODE_SIZE 24u   /* "XXXXX-XXXXX-XXXXX-XXXXX" + NUL */
 #define SM_RT_ORDER_ID_SIZE 27u /* 26 characters + NUL */
 

@@ -48,6 +48,7 @@ static void rt_optional_fn_retrieve(void)
 
 static void rt_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    sm_secmem_init();
     rt_state_child_init(pchild, s);
 }
 

@@ -38,7 +38,7 @@ enum {
 };
 
 #define PEM_FILE_MAX (1024 * 1024)
-#define KEY_FILE_MAX (64 * 1024)
+#define KEY_FILE_MAX (16 * 1024)
 
 static const char *const known_roles[] = {RT_ROLE_ADMIN, NULL};
 
