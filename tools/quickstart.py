@@ -195,7 +195,7 @@ class Quickstart:
         self.db = harness.MariaDB(os.path.join(self.dir, "mariadb"))
         self.db.start()
         self.databases = {}
-        for role in ("keyserver", "mediastore"):
+        for role in ("keyserver", "mediastore", "retail"):
             database = self.db.create_role_database(role)
             self.db.migrate(database.name, role, os.path.join(TOP, "sql"))
             self.databases[role] = database
@@ -204,8 +204,11 @@ class Quickstart:
         self.keyserver_url = self.httpd.https_url
         self.mediastore_port = harness.free_port()
         self.mediastore_url = "https://localhost:%d" % self.mediastore_port
+        self.retail_port = harness.free_port()
+        self.retail_url = "https://localhost:%d" % self.retail_port
         self._configure_keyserver()
         self._configure_mediastore()
+        self._configure_retail()
         self.httpd.start()
         self.state = {"processes": []}
         self._remember(self.db.pid, "mariadbd", None)
@@ -283,6 +286,33 @@ MediaStoreTokenIssuer {self.keyserver_url}
 MediaStoreTokenAudience {MEDIA_STORE_ID}
 <Location />
     SetHandler secmedia-mediastore
+    Require all granted
+</Location>
+"""))
+
+    def _configure_retail(self):
+        db = self.databases["retail"]
+        shop = self.pki.client("shop")
+        storefront = os.path.join(TOP, "mod_retail", "storefront")
+        storefront_conf = ('RetailStorefrontDir "%s"' % storefront
+                           if os.path.isfile(os.path.join(storefront, "index.html")) else "")
+        self.httpd.load_module(harness.module_path("mod_retail"))
+        self.httpd.add_config(self._vhost(self.retail_port, f"""
+RetailKeyServerURL {self.keyserver_url}
+RetailKeyServerCAFile "{self.pki.ca_cert}"
+RetailClientCertFile "{shop.cert}"
+RetailClientKeyFile "{shop.key}"
+RetailClientRole admin "{self.pki.client('shop-admin').subject_dn}"
+RetailCurrency EUR
+RetailMediaStoreURL {self.mediastore_url}
+RetailPasswordCost 14
+{storefront_conf}
+RetailDBSocket "{db.socket}"
+RetailDBUser {db.user}
+RetailDBPasswordFile "{self._password_file('retail')}"
+RetailDBName {db.name}
+<Location />
+    SetHandler secmedia-retail
     Require all granted
 </Location>
 """))
@@ -370,6 +400,149 @@ Listen 127.0.0.1:{port} https
             "royalties": [{"holder": "Example Records", "share_bps": 7000},
                           {"holder": "The Artist", "share_bps": 3000}]}, expect=201)
 
+    # the retailer's side ----------------------------------------------------------
+
+    def setup_shop(self):
+        say("8. the retailer syncs its catalog from the key server's inventory, sets a"
+            " retail offer, and its admin issues a redeemable code for 500 points")
+        admin = self.client(self.retail_url, "shop-admin")
+        admin.post_json("/v1/admin/catalog/sync", {}, expect=200)
+        self.offer = admin.post_json("/v1/admin/offers", {
+            "work_id": self.work_id, "license": {"type": "purchase"}, "price": 150},
+            expect=201)
+        self.code = admin.post_json("/v1/admin/codes", {"points": 500, "count": 1},
+                                    expect=201)["codes"][0]
+
+    # the consumer's side ----------------------------------------------------------
+
+    def consumer_account(self):
+        say("9. a consumer (an unprivileged user: %s) makes a device key with"
+            " `secmedia keygen`, signs up, registers the key and redeems the code"
+            % self.consumer_user())
+        os.makedirs(self.consumer_dir, mode=0o700)
+        self._as_consumer_owned(self.consumer_dir)
+        # What the consumer runs, where that user can read it (the checkout
+        # may be private to root): the CLI and the plugin as built.
+        self.consumer_bin = os.path.join(self.dir, "bin")
+        self.plugin_dir = os.path.join(self.dir, "vlc-plugins")
+        for directory in (self.consumer_bin, self.plugin_dir):
+            os.makedirs(directory, mode=0o755)
+        shutil.copy2(self.cli, self.consumer_bin)
+        plugin = os.path.join(BUILD, "vlc_access_secmedia", ".libs", "libsecmedia_plugin.so")
+        if not os.path.isfile(plugin):
+            raise QuickstartError("the VLC plugin was not built (%s missing)" % plugin)
+        shutil.copy2(plugin, self.plugin_dir)
+        self._run_as_consumer([os.path.join(self.consumer_bin, "secmedia"), "keygen", "--public-out",
+                               os.path.join(self.consumer_dir, "device.pub.jwk")])
+        with open(os.path.join(self.consumer_dir, "device.pub.jwk")) as f:
+            public_jwk = json.load(f)
+        shop = self.client(self.retail_url)
+        self.email = "listener-%s@example.org" % uuid.uuid4().hex[:6]
+        self.password = secrets.token_urlsafe(15)
+        write_private(os.path.join(self.dir, "consumer-login.txt"),
+                      "%s\n%s\n" % (self.email, self.password))
+        shop.post_json("/v1/accounts", {"email": self.email, "password": self.password,
+                                        "display_name": "Quickstart Listener"}, expect=201)
+        session = shop.post_json("/v1/sessions", {"email": self.email,
+                                                  "password": self.password}, expect=201)
+        self.auth = {"Authorization": "Bearer " + session["token"]}
+        device = shop.post_json("/v1/devices", {"name": "VLC on this machine",
+                                                "jwk": public_jwk},
+                                headers=self.auth, expect=201)
+        self.device_jkt = device["jkt"]
+        wallet = shop.post_json("/v1/wallet/redeem", {"code": self.code},
+                                headers=self.auth, expect=200)
+        self.summary.append("consumer %s (password in %s), balance %d points"
+                            % (self.email, os.path.join(self.dir, "consumer-login.txt"),
+                               wallet["balance_after"]))
+
+    def buy(self):
+        say("10. the consumer buys the work for that device (reservation at the key"
+            " server, wallet debit, payment recorded) and gets a .steer")
+        shop = self.client(self.retail_url)
+        headers = dict(self.auth)
+        headers["Idempotency-Key"] = "quickstart-" + uuid.uuid4().hex
+        order = shop.post_json("/v1/orders", {"offer_id": self.offer["offer_id"],
+                                              "device_jkt": self.device_jkt},
+                               headers=headers, expect=201)
+        self.steer = os.path.join(self.consumer_dir, "Quickstart Tone.steer")
+        with open(self.steer, "w") as f:
+            f.write(order["steer"])
+        self._as_consumer_owned(self.steer)
+        self.summary.append("order %s: %s" % (order["order_id"], self.steer))
+
+    def play(self):
+        wav = os.path.join(self.consumer_dir, "played.wav")
+        say("11. VLC plays the .steer through the secmedia plugin (license with a device"
+            " proof, key unwrapped in memory, ranged fetches, decryption while playing)"
+            + ("" if self.listen else " into %s" % wav))
+        argv = self._vlc_argv(self.steer, None if self.listen else wav)
+        self._run_as_consumer(argv)
+        if self.listen:
+            return
+        # The same VLC path on the original file: the decoded audio must match.
+        plain = os.path.join(self.consumer_dir, "original.wav")
+        source = os.path.join(self.consumer_dir, "original" + os.path.splitext(self.media_path)[1])
+        shutil.copyfile(self.media_path, source)
+        self._as_consumer_owned(source)
+        self._run_as_consumer(self._vlc_argv(source, plain))
+        os.unlink(source)
+        played, original = _wav_frames(wav), _wav_frames(plain)
+        if not played or played != original:
+            raise QuickstartError("the audio played through the .steer (%d bytes) differs from"
+                                  " the original file's (%d bytes)"
+                                  % (len(played), len(original)))
+        self.summary.append("played through VLC: %s (%.1f s of audio, identical to the"
+                            " original's)" % (wav, len(played) / 4 / 44100))
+
+    def _vlc_argv(self, mrl, wav):
+        argv = ["cvlc", "-q", "--play-and-exit", "--no-video",
+                "--secmedia-ca-file=" + self.pki.ca_cert]
+        if wav:
+            argv += ["--no-sout-video", "--sout",
+                     "#transcode{acodec=s16l,channels=2,samplerate=44100}"
+                     ":std{access=file,mux=wav,dst=%s}" % wav]
+        return argv + [mrl, "vlc://quit"]
+
+    def consumer_user(self):
+        """Who plays: VLC refuses to run as root, and a consumer is not root."""
+        if os.geteuid() != 0:
+            return os.environ.get("USER") or str(os.geteuid())
+        return os.environ.get("SUDO_USER") if self.listen and os.environ.get("SUDO_USER") \
+            else "nobody"
+
+    def _as_consumer_owned(self, path):
+        if os.geteuid() == 0:
+            import pwd
+            user = pwd.getpwnam(self.consumer_user())
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _run_as_consumer(self, argv):
+        env = {"PATH": "/usr/bin:/bin", "HOME": self.consumer_dir,
+               "XDG_CONFIG_HOME": os.path.join(self.consumer_dir, ".config"),
+               "XDG_DATA_HOME": os.path.join(self.consumer_dir, ".local", "share"),
+               "VLC_PLUGIN_PATH": self.plugin_dir}
+        for name in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "PULSE_SERVER", "LANG"):
+            if self.listen and name in os.environ:
+                env[name] = os.environ[name]
+        if os.environ.get("SM_HTTPD_PRELOAD"):
+            # Sanitizer builds: VLC is not instrumented, the plugin is.
+            env["LD_PRELOAD"] = os.environ["SM_HTTPD_PRELOAD"]
+            env["ASAN_OPTIONS"] = "detect_leaks=0"
+        # runuser resets HOME and friends; env -i sets exactly these.
+        argv = ["env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())] + argv
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", self.consumer_user(), "--"] + argv
+        result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=self.consumer_dir, timeout=600)
+        if result.returncode != 0:
+            command = [a for a in argv if not a.startswith("-") and "=" not in a
+                       and a not in ("env", "runuser", self.consumer_user())]
+            raise QuickstartError("%s failed (exit %d):\n%s"
+                                  % (os.path.basename(command[0]) if command else argv[0],
+                                     result.returncode, result.stdout))
+        return result.stdout
+
     # helpers ---------------------------------------------------------------------
 
     def _run(self, argv, **kwargs):
@@ -384,6 +557,16 @@ Listen 127.0.0.1:{port} https
         """Leave the servers running after this process exits."""
         harness.REGISTRY.discard(self.db.pid)
         harness.REGISTRY.discard(self.httpd.master_pid)
+
+
+def _wav_frames(path):
+    """The PCM frames of a WAV file (b"" when missing)."""
+    import wave
+    try:
+        with wave.open(path, "rb") as w:
+            return w.readframes(w.getnframes())
+    except (OSError, EOFError, wave.Error):
+        return b""
 
 
 def main():
@@ -410,8 +593,13 @@ def main():
     try:
         run.start_servers()
         run.register_parties()
-        run.publish(run.sample_media())
+        run.media_path = run.sample_media()
+        run.publish(run.media_path)
         run.contract()
+        run.setup_shop()
+        run.consumer_account()
+        run.buy()
+        run.play()
     except (QuickstartError, harness.HarnessError, AssertionError) as e:
         print("quickstart: failed: %s" % e, file=sys.stderr)
         print("quickstart: logs are in %s (servers stopped)" % directory, file=sys.stderr)
@@ -422,6 +610,7 @@ def main():
         print("  " + line)
     print("  key server:  %s" % run.keyserver_url)
     print("  media store: %s" % run.mediastore_url)
+    print("  storefront:  %s/store/  (sign in as the consumer above)" % run.retail_url)
     print("  run dir:     %s" % directory)
     print("  stop with:   ./quickstart --stop")
     return 0
