@@ -399,6 +399,8 @@ class MariaDB:
         self.socket = os.path.join(self.rundir, "mysqld.sock")
         self.pidfile = os.path.join(self.rundir, "mysqld.pid")
         self.error_log = os.path.join(directory, "mariadb.err")
+        # Its own temp dir: the servers of parallel runs share nothing in /tmp.
+        self.tmpdir = os.path.join(directory, "tmp")
         self.max_connections = max_connections
         self.extra_args = list(extra_args)
         self._process = None
@@ -407,6 +409,7 @@ class MariaDB:
                                " set SM_INTEGRATION_TMPDIR to a shorter dir"
                                % (len(self.socket.encode()), self.socket))
         os.makedirs(self.rundir, exist_ok=True)
+        os.makedirs(self.tmpdir, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o755)
         os.chmod(self.rundir, 0o755)
         self._installed = False
@@ -417,7 +420,8 @@ class MariaDB:
     def install(self):
         result = subprocess.run(
             [self._tool("mariadb-install-db"), "--no-defaults",
-             "--datadir=" + self.datadir, "--user=" + _current_user(),
+             "--datadir=" + self.datadir, "--tmpdir=" + self.tmpdir,
+             "--user=" + _current_user(),
              "--auth-root-authentication-method=normal", "--skip-test-db"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             timeout=120)
@@ -440,6 +444,7 @@ class MariaDB:
             self.install()
         # --no-defaults must come first; the rest keeps the server private.
         argv = [MARIADBD_BIN, "--no-defaults", "--datadir=" + self.datadir,
+                "--tmpdir=" + self.tmpdir,
                 "--socket=" + self.socket, "--pid-file=" + self.pidfile,
                 "--skip-networking", "--user=" + _current_user(),
                 "--skip-log-bin", "--log-error=" + self.error_log,
