@@ -134,8 +134,10 @@ static ssize_t Read(stream_t *s, void *buf, size_t len)
     stream_sys_t *sys = s->p_sys;
     size_t got = 0;
     sm_error err = {SM_OK, ""};
+    /* After the error was reported the stream is over: EOF, so the input
+     * ends instead of retrying; never bytes that were not authenticated. */
     if (sys->failed)
-        return -1;
+        return 0;
     if (sm_pl_session_read(sys->session, sys->pos, buf, len, &got, &err) != SM_OK) {
         sys->failed = true;
         report(s, err.message);
@@ -148,6 +150,8 @@ static ssize_t Read(stream_t *s, void *buf, size_t len)
 static int Seek(stream_t *s, uint64_t offset)
 {
     stream_sys_t *sys = s->p_sys;
+    if (sys->failed)
+        return VLC_EGENERIC;
     sys->pos = offset;
     return VLC_SUCCESS;
 }
