@@ -138,9 +138,11 @@ static ssize_t Read(stream_t *s, void *buf, size_t len)
      * ends instead of retrying; never bytes that were not authenticated. */
     if (sys->failed)
         return 0;
-    if (sm_pl_session_read(sys->session, sys->pos, buf, len, &got, &err) != SM_OK) {
+    sm_status st = sm_pl_session_read(sys->session, sys->pos, buf, len, &got, &err);
+    if (st != SM_OK) {
         sys->failed = true;
-        report(s, err.message);
+        if (st != SM_ERR_STATE) /* not when VLC is stopping the input */
+            report(s, err.message);
         return -1;
     }
     sys->pos += got;
