@@ -191,21 +191,19 @@ static int Control(stream_t *s, int query, va_list args)
     }
 }
 
-/* Reads the whole steering file (at most SM_STEER_MAX_SIZE + 1 bytes). */
+/* The whole steering file (at most SM_STEER_MAX_SIZE + 1 bytes), peeked so
+ * that the source is left untouched when the filter declines. */
 static uint8_t *read_steer(stream_t *src, size_t *len_out)
 {
-    size_t cap = SM_STEER_MAX_SIZE + 1;
-    uint8_t *buf = malloc(cap);
-    size_t len = 0;
+    const uint8_t *peek;
+    ssize_t n = vlc_stream_Peek(src, &peek, SM_STEER_MAX_SIZE + 1);
+    if (n < SM_STEER_MAGIC_LEN)
+        return NULL;
+    uint8_t *buf = malloc((size_t)n);
     if (buf == NULL)
         return NULL;
-    while (len < cap) {
-        ssize_t n = vlc_stream_Read(src, buf + len, cap - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    *len_out = len;
+    memcpy(buf, peek, (size_t)n);
+    *len_out = (size_t)n;
     return buf;
 }
 
@@ -221,7 +219,7 @@ static int Open(vlc_object_t *obj)
     size_t len = 0;
     uint8_t *steer = read_steer(s->p_source, &len);
     if (steer == NULL)
-        return VLC_ENOMEM;
+        return VLC_EGENERIC;
     if (preparsing(s)) {
         /* No license for the preparser: one play costs one activation. */
         msg_Dbg(s, "steering file seen while preparsing: metadata only, no license request");
@@ -229,6 +227,12 @@ static int Open(vlc_object_t *obj)
         free(steer);
         return VLC_EGENERIC;
     }
+
+    /* Playing: consume the steering file, so that if this filter fails no
+     * fallback demuxer (e.g. "ps", which takes anything) reads its text as
+     * media. */
+    if (vlc_stream_Read(s->p_source, NULL, len) < 0)
+        msg_Dbg(s, "could not skip the steering file's bytes");
 
     sm_secmem_init();
     stream_sys_t *sys = calloc(1, sizeof(*sys));
