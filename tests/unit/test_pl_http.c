@@ -152,6 +152,8 @@ static pthread_t acceptor;
 static void start_server(void)
 {
     smt_fill_pattern(body, sizeof(body), 7);
+    atomic_store(&stop_server, 0);
+    atomic_store(&connections, 0);
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(listen_fd, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
