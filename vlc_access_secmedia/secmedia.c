@@ -112,7 +112,7 @@ static bool preparsing(stream_t *s)
     return var_Type(s->p_input, "video") == 0 && var_Type(s->p_input, "audio") == 0;
 }
 
-/* For the preparser: show the title and artist, fetch nothing. */
+/* The steering file's title, artist and album on the playlist item. */
 static void set_item_meta(stream_t *s, const uint8_t *buf, size_t len)
 {
     if (s->p_input == NULL)
@@ -265,6 +265,8 @@ static int Open(vlc_object_t *obj)
     free(device_key);
     free(ca_file);
     free(offline_dir);
+    if (st == SM_OK)
+        set_item_meta(s, steer, len); /* the media's own tags may refine it */
     free(steer);
     if (st != SM_OK) {
         if (st != SM_ERR_STATE) /* not when the user stopped it */
