@@ -348,10 +348,21 @@ static sm_status create_tx(sm_db_conn *c, void *argp, sm_error *err)
         return sm_error_set(err, SM_ERR_CONFLICT, "concurrent order with the same key");
     if (st != SM_OK)
         return st;
-    int found = 0;
-    if ((st = load_order(c, order_id, 0, a->ord, &found, err)) == SM_OK && !found)
-        st = sm_error_set(err, SM_ERR_DB, "the new order vanished");
-    return st;
+    /* The new row as the struct (no read back). */
+    rt_order *o = a->ord;
+    order_clear(o);
+    memcpy(o->order_id, order_id, sizeof(o->order_id));
+    memcpy(o->req_hash, a->req_hash, 32);
+    snprintf(o->state, sizeof(o->state), "pending");
+    o->offer_id = a->offer_id;
+    snprintf(o->work_id, sizeof(o->work_id), "%s", work_id);
+    o->terms.type = sm_ks_license_type_from_name(type);
+    o->terms.duration = duration;
+    o->price = price;
+    snprintf(o->jkt, sizeof(o->jkt), "%s", jkt);
+    o->gift = owner != a->account_id;
+    o->created_at = now;
+    return SM_OK;
 }
 
 /* ---- transitions ------------------------------------------------------------------- */
