@@ -565,7 +565,8 @@ sm_status sm_rt_device_register(const sm_rt_ctx *ctx, uint64_t account_id, json_
     if (sm_json_check_fields(body, device_fields, "device", &e) != SM_OK ||
         sm_json_get_string(body, "name", SM_RT_NAME_MAX, 0, &name, "device", &e) != SM_OK ||
         (name != NULL &&
-         (name[0] == '\0' || sm_validate_text(name, SM_RT_NAME_MAX, "field \"name\"", &e) != SM_OK)))
+         (name[0] == '\0' ||
+          sm_validate_text(name, SM_RT_NAME_MAX, "field \"name\"", &e) != SM_OK)))
         return rt_bad_request(out, &e);
     json_t *jwk_obj = json_object_get(body, "jwk");
     char *jwk_text = json_dumps(jwk_obj, JSON_COMPACT | JSON_SORT_KEYS);
