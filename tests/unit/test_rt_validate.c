@@ -126,7 +126,7 @@ START_TEST(test_fulltext_expression)
     ck_assert_uint_eq(words, 1);
     ck_assert_uint_eq(ignored, 3);
     ck_assert_int_eq(sm_rt_fulltext_expr("x'; DROP TABLE offers; --", out, sizeof(out), &words,
-                                         &err),
+                                         &ignored, &err),
                      SM_OK);
     ck_assert_str_eq(out, "+DROP* +TABLE* +offers*");
     ck_assert_int_eq(sm_rt_fulltext_expr("Café 東京", out, sizeof(out), &words, &ignored, &err),
