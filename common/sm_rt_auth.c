@@ -117,7 +117,8 @@ sm_status sm_rt_password_verify(const char *password, size_t len, const char *st
         return sm_error_set(err, SM_ERR_FORMAT, "stored password hash has no digest");
     uint8_t salt[SALT_LEN], want[DK_LEN], got[DK_LEN];
     size_t salt_len = 0, want_len = 0;
-    sm_status st = sm_b64url_decode(p, (size_t)(dollar - p), salt, sizeof(salt), &salt_len, "salt", err);
+    sm_status st =
+        sm_b64url_decode(p, (size_t)(dollar - p), salt, sizeof(salt), &salt_len, "salt", err);
     if (st == SM_OK)
         st = sm_b64url_decode(dollar + 1, strlen(dollar + 1), want, sizeof(want), &want_len,
                               "digest", err);
@@ -202,7 +203,8 @@ sm_status sm_rt_code_normalize(const char *in, char out[21], sm_error *err)
         out[n++] = c;
     }
     if (n != 20)
-        return sm_error_set(err, SM_ERR_FORMAT, "a code is 20 letters and digits (dashes optional)");
+        return sm_error_set(err, SM_ERR_FORMAT,
+                            "a code is 20 letters and digits (dashes optional)");
     out[n] = '\0';
     return SM_OK;
 }

@@ -291,17 +291,12 @@ static sm_status token_insert_tx(sm_db_conn *c, void *argp, sm_error *err)
 
 /* A hash for the unknown-account case, so a login for an address nobody
  * uses costs the same scrypt work as a real one. */
-static const char *dummy_hash(unsigned ln)
+static void dummy_hash(unsigned ln, char out[SM_RT_PASSWORD_HASH_MAX])
 {
-    static char hash[SM_RT_SCRYPT_LN_MAX + 1][SM_RT_PASSWORD_HASH_MAX];
-    if (ln > SM_RT_SCRYPT_LN_MAX)
-        ln = SM_RT_SCRYPT_LN_MAX;
-    if (hash[ln][0] == '\0')
-        snprintf(hash[ln], sizeof(hash[ln]),
-                 "$scrypt$ln=%u,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
-                 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-                 ln);
-    return hash[ln];
+    snprintf(out, SM_RT_PASSWORD_HASH_MAX,
+             "$scrypt$ln=%u,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
+             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+             ln);
 }
 
 sm_status sm_rt_login(const sm_rt_ctx *ctx, json_t *body, const char *client_addr,
@@ -353,7 +348,9 @@ sm_status sm_rt_login(const sm_rt_ctx *ctx, json_t *body, const char *client_add
         return st;
     int ok = 0;
     size_t pwlen = json_string_length(json_object_get(body, "password"));
-    st = sm_rt_password_verify(pw, pwlen, has ? a.hash : dummy_hash(ctx->scrypt_ln), &ok, err);
+    if (!has)
+        dummy_hash(ctx->scrypt_ln, a.hash);
+    st = sm_rt_password_verify(pw, pwlen, a.hash, &ok, err);
     if (st != SM_OK)
         return st;
     ok = ok && has;
@@ -568,7 +565,8 @@ sm_status sm_rt_device_register(const sm_rt_ctx *ctx, uint64_t account_id, json_
     if (sm_json_check_fields(body, device_fields, "device", &e) != SM_OK ||
         sm_json_get_string(body, "name", SM_RT_NAME_MAX, 0, &name, "device", &e) != SM_OK ||
         (name != NULL &&
-         (name[0] == '\0' || sm_validate_text(name, SM_RT_NAME_MAX, "field \"name\"", &e) != SM_OK)))
+         (name[0] == '\0' ||
+          sm_validate_text(name, SM_RT_NAME_MAX, "field \"name\"", &e) != SM_OK)))
         return rt_bad_request(out, &e);
     json_t *jwk_obj = json_object_get(body, "jwk");
     char *jwk_text = json_dumps(jwk_obj, JSON_COMPACT | JSON_SORT_KEYS);

@@ -150,7 +150,8 @@ sm_status sm_rt_catalog_sync(const sm_rt_ctx *ctx, sm_rt_result *out, sm_error *
         long status = r.status;
         sm_rt_ks_response_free(&r);
         if (status >= 500)
-            return sm_error_set(err, SM_ERR_UNAVAILABLE, "key server answered %ld to the inventory request", status);
+            return sm_error_set(err, SM_ERR_UNAVAILABLE,
+                                "key server answered %ld to the inventory request", status);
         return sm_rt_refuse(out, 502, "keyserver-error", "Key server error",
                             "the key server refused the inventory request (%ld); check the "
                             "retailer's registration and client certificate",
@@ -542,10 +543,17 @@ sm_status sm_rt_catalog_list(const sm_rt_ctx *ctx, const char *q, unsigned limit
 {
     sm_rt_result_init(out);
     char expr[1024];
-    unsigned words = 0;
+    unsigned words = 0, ignored = 0;
     sm_error e = {0};
-    if (q != NULL && sm_rt_fulltext_expr(q, expr, sizeof(expr), &words, &e) != SM_OK)
+    if (q != NULL && sm_rt_fulltext_expr(q, expr, sizeof(expr), &words, &ignored, &e) != SM_OK)
         return rt_bad_request(out, &e);
+    if (words == 0 && ignored > 0) {
+        /* Only words the index does not hold: nothing can match. */
+        out->status = 200;
+        out->body = json_pack("{s:[],s:i,s:I,s:I}", "items", "total", 0, "limit",
+                              (json_int_t)limit, "offset", (json_int_t)offset);
+        return out->body ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    }
     int64_t now = sm_rt_now(ctx);
     sm_db_conn *c = NULL;
     sm_status st = sm_db_acquire(ctx->db, &c, err);

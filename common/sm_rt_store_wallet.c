@@ -179,7 +179,9 @@ static sm_status redeem_tx(sm_db_conn *c, void *argp, sm_error *err)
                             "this code was already redeemed");
     if (expires != 0 && expires <= now)
         return rt_refuse_tx(a->out, 410, "code-expired", "Code expired", "this code has expired");
-    st = sm_db_exec(c, "UPDATE redeem_codes SET redeemed_by = ?, redeemed_at = ? WHERE code_sha256 = ?",
+    st = sm_db_exec(c,
+                    "UPDATE redeem_codes SET redeemed_by = ?, redeemed_at = ? "
+                    "WHERE code_sha256 = ?",
                     SM_DB_PARAMS(sm_db_uint(a->account_id), sm_db_int(now),
                                  sm_db_blob(a->code_hash, 32)),
                     NULL, err);

@@ -167,11 +167,40 @@ sm_status sm_rt_paging(const char *query, unsigned *limit, unsigned *offset, sm_
 
 #define FT_MAX_WORDS 10u
 #define FT_WORD_MAX 64u
+/* InnoDB indexes no word shorter than innodb_ft_min_token_size (3) and
+ * none of its default stopwords; a required ("+") such word would match
+ * nothing, so they are left out of the expression. */
+#define FT_MIN_WORD 3u
+
+static const char *const ft_stopwords[] = {
+    "a",    "about", "an",   "are",  "as",   "at",  "be",   "by",    "com",  "de",  "en",
+    "for",  "from",  "how",  "i",    "in",   "is",  "it",   "la",    "of",   "on",  "or",
+    "that", "the",   "this", "to",   "was",  "what", "when", "where", "who", "will", "with",
+    "und",  "www",
+};
+
+static int ft_ignored(const unsigned char *w, size_t len)
+{
+    if (len < FT_MIN_WORD)
+        return 1;
+    for (size_t i = 0; i < sizeof(ft_stopwords) / sizeof(ft_stopwords[0]); i++) {
+        const char *sw = ft_stopwords[i];
+        if (strlen(sw) != len)
+            continue;
+        size_t k = 0;
+        while (k < len && (w[k] | 0x20) == (unsigned char)sw[k])
+            k++;
+        if (k == len)
+            return 1;
+    }
+    return 0;
+}
 
 sm_status sm_rt_fulltext_expr(const char *q, char *out, size_t size, unsigned *words,
-                              sm_error *err)
+                              unsigned *ignored, sm_error *err)
 {
     *words = 0;
+    *ignored = 0;
     if (size == 0)
         return sm_error_set(err, SM_ERR_ARG, "no room for the search expression");
     out[0] = '\0';
@@ -200,8 +229,13 @@ sm_status sm_rt_fulltext_expr(const char *q, char *out, size_t size, unsigned *w
         if (wlen == 0)
             continue;
         if (wlen > FT_WORD_MAX)
-            return sm_error_set(err, SM_ERR_FORMAT, "query parameter \"q\": words of at most %u bytes",
+            return sm_error_set(err, SM_ERR_FORMAT,
+                                "query parameter \"q\": words of at most %u bytes",
                                 FT_WORD_MAX);
+        if (ft_ignored(start, wlen)) {
+            (*ignored)++;
+            continue;
+        }
         if (*words == FT_MAX_WORDS)
             return sm_error_set(err, SM_ERR_FORMAT, "query parameter \"q\": at most %u words",
                                 FT_MAX_WORDS);

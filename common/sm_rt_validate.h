@@ -45,9 +45,11 @@ sm_status sm_rt_paging(const char *query, unsigned *limit, unsigned *offset, sm_
 
 /* Turns what a shopper typed into a MariaDB boolean-mode full-text
  * expression: every word (letters and digits; other bytes separate words,
- * so no operator of the boolean syntax survives) becomes "+word*". At most
- * 10 words, each at most 64 bytes. *words gets the count (0: list all). */
+ * so no operator of the boolean syntax survives) becomes "+word*". Words
+ * InnoDB does not index (shorter than 3 bytes, its default stopwords such
+ * as "the") are left out and counted in *ignored. At most 10 words of at
+ * most 64 bytes. *words gets the count (0 and no ignored word: list all). */
 sm_status sm_rt_fulltext_expr(const char *q, char *out, size_t size, unsigned *words,
-                              sm_error *err);
+                              unsigned *ignored, sm_error *err);
 
 #endif

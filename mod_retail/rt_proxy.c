@@ -21,6 +21,7 @@
 
 #define LICENSE_ANSWER_MAX (256u * 1024u)
 #define STOREFRONT_FILE_MAX (8u * 1024u * 1024u)
+#define DPOP_MAX 4096u /* a proof is under 1 KiB */
 
 int rt_handle_license_proxy(request_rec *r, const smh_route_match *m, void *ctx)
 {
@@ -42,6 +43,10 @@ int rt_handle_license_proxy(request_rec *r, const smh_route_match *m, void *ctx)
         return smh_problem(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
                            "Unsupported media type",
                            "send the license request as Content-Type: application/json");
+    const char *dpop = apr_table_get(r->headers_in, "DPoP");
+    if (dpop != NULL && (strlen(dpop) > DPOP_MAX || strpbrk(dpop, "\r\n") != NULL))
+        return smh_problem_bad_request(r, "the DPoP header is longer than 4 KiB or not one line; "
+                                          "send the device proof as made");
     char *body = NULL;
     apr_size_t len = 0;
     if ((rc = smh_read_body(r, (apr_size_t)c->max_body, &body, &len)) != OK)
@@ -50,9 +55,8 @@ int rt_handle_license_proxy(request_rec *r, const smh_route_match *m, void *ctx)
     sm_error err = {0};
     /* Body and proof go out byte for byte: the key server checks the
      * proof against this proxy's registered URL. */
-    sm_status s = sm_rt_ks_call(st->ctx.ks, "POST", "/v1/license", body, len,
-                                apr_table_get(r->headers_in, "DPoP"), LICENSE_ANSWER_MAX, &ans,
-                                &err);
+    sm_status s = sm_rt_ks_call(st->ctx.ks, "POST", "/v1/license", body, len, dpop,
+                                LICENSE_ANSWER_MAX, &ans, &err);
     if (s != SM_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       SMLOGNO(03007) "license proxy: the key server did not answer: %s",

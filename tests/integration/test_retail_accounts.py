@@ -203,3 +203,34 @@ def test_topup_not_configured(env):
     buyer, _, _ = shop.new_buyer(device=False)
     assert_problem(buyer.post("/v1/wallet/topups", json={"points": 1, "payment_token": "approve"},
                               headers={"Idempotency-Key": "k"}), 501, "payments-not-configured")
+
+
+JSON_ENDPOINTS = [
+    ("consumer", "/v1/accounts"), ("consumer", "/v1/sessions"), ("consumer", "/v1/devices"),
+    ("consumer", "/v1/wallet/redeem"), ("consumer", "/v1/wallet/topups"),
+    ("consumer", "/v1/orders"), ("admin", "/v1/admin/codes"), ("admin", "/v1/admin/offers"),
+]
+
+
+def test_every_json_endpoint_refuses_bad_bodies(shop):
+    """Malformed JSON, a non-object, an unknown member, a wrong type, a
+    wrong content type and an oversized body, on every JSON endpoint."""
+    buyer, _, _ = shop.new_buyer()
+    admin = shop.admin()
+    hdr = {"Idempotency-Key": "bad-bodies"}
+    for who, path in JSON_ENDPOINTS:
+        c = admin if who == "admin" else buyer
+        for data in (b'{"a":', b'[1,2]', b'{"unknown_member":1}', b'{"a":1} trailing',
+                     b'{"email":"x\\u0000y"}'):
+            r = c.post(path, data=data, headers=dict(hdr, **{"Content-Type": "application/json"}))
+            doc = assert_problem(r, 400, "invalid-request")
+            assert doc["detail"], (path, data)
+        r = c.post(path, data=b"{}", headers=dict(hdr, **{"Content-Type": "text/plain"}))
+        assert_problem(r, 415, "unsupported-media-type")
+        r = c.post(path, data=b'{"x":"' + b"y" * 70000 + b'"}',
+                   headers=dict(hdr, **{"Content-Type": "application/json"}))
+        assert_problem(r, 413, "body-too-large")
+    # A wrong type names the member.
+    doc = assert_problem(buyer.post("/v1/orders", json={"offer_id": "one"}, headers=hdr), 400,
+                         "invalid-request")
+    assert "offer_id" in doc["detail"]

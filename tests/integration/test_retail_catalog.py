@@ -105,6 +105,13 @@ def test_search_and_pagination(shop):
     assert sorted(titles("beethoven")) == ["Moonlight Sonata", "Sunrise"]
     assert titles("beethoven+sun") == ["Sunrise"]
     assert titles("zzzz") == []
+    # Stopwords and words below InnoDB's minimum token size are no error.
+    for q in ("the", "a", "the+moon", "b+moon", "x"):
+        pub.json("GET", "/v1/catalog?q=" + q)
+    assert sorted(titles("Moo")) == ["Blue Moon", "Moonlight Sonata"]
+    assert sorted(titles("the+moon")) == sorted(titles("moon+a")) == ["Blue Moon",
+                                                                      "Moonlight Sonata"]
+    assert titles("the") == [] and titles("of+a") == []
     # Operators and SQL are words or separators, never syntax.
     assert titles("%2Bmoon+-blue") == titles("moon+blue") == ["Blue Moon"]
     assert pub.json("GET", "/v1/catalog?q=" + "x%27%3B+DROP+TABLE+offers%3B+--")["items"] == []

@@ -226,3 +226,40 @@ def test_hundred_parallel_orders_on_ten_orders_worth_of_points(env):
     assert shop.query("SELECT COUNT(*) FROM orders WHERE state = 'completed'") == [("10",)]
     assert shop.ks.query("SELECT COUNT(*) FROM payments") == \
         [("10",)]
+
+
+def test_key_server_failing_mid_order_then_resumed(env):
+    """The key server fails (its payments table is gone: 500) after the
+    reservation and the debit: the order stays debited (503, retry),
+    nothing is refunded or charged twice; once the key server works again
+    the same Idempotency-Key completes it. Then the same for a failure of
+    the reservation itself (the order stays pending, nothing debited)."""
+    shop, cat, offer = shop_with_offer(env)
+    buyer, dev, email = shop.new_buyer(points=1000)
+    env.allow_log("SM00012", "SM01002", "SM03005")
+    ksdb = shop.ks.db.name
+    env.db.execute("RENAME TABLE payments TO payments_away", ksdb)
+    try:
+        r = buyer.post("/v1/orders", json={"offer_id": offer["offer_id"]},
+                       headers={"Idempotency-Key": "mid-1"})
+        assert_problem(r, 503, "service-unavailable")
+        assert shop.query("SELECT state FROM orders") == [("debited",)]
+        assert shop.balance(buyer) == 750
+    finally:
+        env.db.execute("RENAME TABLE payments_away TO payments", ksdb)
+    done = shop.order(buyer, offer["offer_id"], key="mid-1", expect=201)
+    assert done["state"] == "completed" and shop.balance(buyer) == 750
+    assert shop.ks.query("SELECT COUNT(*) FROM payments") == [("1",)]
+    assert journal_consistent(shop, email) == 750
+
+    env.db.execute("RENAME TABLE transactions TO transactions_away", ksdb)
+    try:
+        r = buyer.post("/v1/orders", json={"offer_id": offer["offer_id"]},
+                       headers={"Idempotency-Key": "mid-2"})
+        assert_problem(r, 503, "service-unavailable")
+        assert shop.balance(buyer) == 750
+    finally:
+        env.db.execute("RENAME TABLE transactions_away TO transactions", ksdb)
+    done = shop.order(buyer, offer["offer_id"], key="mid-2", expect=201)
+    assert shop.balance(buyer) == 500 and journal_consistent(shop, email) == 500
+    assert shop.ks.query("SELECT COUNT(*) FROM payments") == [("2",)]

@@ -25,6 +25,9 @@ def test_license_through_the_proxy(env):
     assert r.headers["WWW-Authenticate"].startswith("DPoP")
     r = pub.post("/v1/license", json={"voucher": steer["voucher"]})
     assert_problem(r, 401, "proof-invalid")
+    r = pub.post("/v1/license", json={"voucher": steer["voucher"]},
+                 headers={"DPoP": "x" * 5000})
+    assert_problem(r, 400, "invalid-request")
     r = pub.post("/v1/license", data="voucher", headers={"Content-Type": "text/plain"})
     assert_problem(r, 415, "unsupported-media-type")
     r = pub.post("/v1/license", data=b"{" + b" " * 70000 + b"}",

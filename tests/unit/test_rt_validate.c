@@ -106,37 +106,50 @@ END_TEST
 START_TEST(test_fulltext_expression)
 {
     char out[1024];
-    unsigned words = 99;
+    unsigned words = 99, ignored = 99;
     sm_error err;
-    ck_assert_int_eq(sm_rt_fulltext_expr("Blue Moon", out, sizeof(out), &words, &err), SM_OK);
+    ck_assert_int_eq(sm_rt_fulltext_expr("Blue Moon", out, sizeof(out), &words, &ignored, &err),
+                     SM_OK);
     ck_assert_str_eq(out, "+Blue* +Moon*");
     ck_assert_uint_eq(words, 2);
     /* Boolean-mode operators never survive. */
-    ck_assert_int_eq(sm_rt_fulltext_expr("+a -b* \"c\" (d) <e> ~f @g", out, sizeof(out), &words,
+    ck_assert_int_eq(sm_rt_fulltext_expr("+abc -bcd* \"cde\" (def) <efg> ~fgh @ghi", out,
+                                         sizeof(out), &words, &ignored, &err),
+                     SM_OK);
+    ck_assert_str_eq(out, "+abc* +bcd* +cde* +def* +efg* +fgh* +ghi*");
+    ck_assert_uint_eq(ignored, 0);
+    /* Words InnoDB does not index are left out, and counted. */
+    ck_assert_int_eq(sm_rt_fulltext_expr("The U2 of Moon", out, sizeof(out), &words, &ignored,
                                          &err),
                      SM_OK);
-    ck_assert_str_eq(out, "+a* +b* +c* +d* +e* +f* +g*");
+    ck_assert_str_eq(out, "+Moon*");
+    ck_assert_uint_eq(words, 1);
+    ck_assert_uint_eq(ignored, 3);
     ck_assert_int_eq(sm_rt_fulltext_expr("x'; DROP TABLE offers; --", out, sizeof(out), &words,
-                                         &err),
+                                         &ignored, &err),
                      SM_OK);
-    ck_assert_str_eq(out, "+x* +DROP* +TABLE* +offers*");
-    ck_assert_int_eq(sm_rt_fulltext_expr("Café 東京", out, sizeof(out), &words, &err), SM_OK);
+    ck_assert_str_eq(out, "+DROP* +TABLE* +offers*");
+    ck_assert_int_eq(sm_rt_fulltext_expr("Café 東京", out, sizeof(out), &words, &ignored, &err),
+                     SM_OK);
     ck_assert_str_eq(out, "+Café* +東京*");
-    ck_assert_int_eq(sm_rt_fulltext_expr("  --  ", out, sizeof(out), &words, &err), SM_OK);
+    ck_assert_int_eq(sm_rt_fulltext_expr("  --  ", out, sizeof(out), &words, &ignored, &err),
+                     SM_OK);
     ck_assert_uint_eq(words, 0);
     ck_assert_str_eq(out, "");
-    ck_assert_int_eq(sm_rt_fulltext_expr("a b c d e f g h i j k", out, sizeof(out), &words, &err),
+    ck_assert_int_eq(sm_rt_fulltext_expr("aaa bbb ccc ddd eee fff ggg hhh iii jjj kkk", out,
+                                         sizeof(out), &words, &ignored, &err),
                      SM_ERR_FORMAT);
-    ck_assert_int_eq(sm_rt_fulltext_expr("bad\x01", out, sizeof(out), &words, &err),
+    ck_assert_int_eq(sm_rt_fulltext_expr("bad\x01", out, sizeof(out), &words, &ignored, &err),
                      SM_ERR_FORMAT);
-    ck_assert_int_eq(sm_rt_fulltext_expr("\xc3", out, sizeof(out), &words, &err), SM_ERR_FORMAT);
+    ck_assert_int_eq(sm_rt_fulltext_expr("\xc3", out, sizeof(out), &words, &ignored, &err),
+                     SM_ERR_FORMAT);
     char longword[80];
     memset(longword, 'w', 65);
     longword[65] = '\0';
-    ck_assert_int_eq(sm_rt_fulltext_expr(longword, out, sizeof(out), &words, &err),
+    ck_assert_int_eq(sm_rt_fulltext_expr(longword, out, sizeof(out), &words, &ignored, &err),
                      SM_ERR_FORMAT);
     char small[8];
-    ck_assert_int_eq(sm_rt_fulltext_expr("abcdefgh", small, sizeof(small), &words, &err),
+    ck_assert_int_eq(sm_rt_fulltext_expr("abcdefgh", small, sizeof(small), &words, &ignored, &err),
                      SM_ERR_TOO_LARGE);
 }
 END_TEST
