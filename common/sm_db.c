@@ -37,6 +37,7 @@ struct sm_db_conn {
     int broken;          /* a client error happened: close instead of reuse */
     int in_transaction;
     int commit_sent;     /* lost connection during COMMIT: outcome unknown */
+    unsigned checked_generation; /* the pool's loss_generation when opened */
     struct timespec idle_since;
     sm_db_conn *next_idle;
 };
@@ -51,6 +52,10 @@ struct sm_db_pool {
     sm_db_conn *idle;
     unsigned open;
     unsigned idle_count;
+    /* Bumped whenever a connection is found broken: the server may have
+     * restarted, so every connection opened before is replaced on its next
+     * acquire instead of failing a request. */
+    unsigned loss_generation;
     sm_db_pool_stats stats;
 };
 
@@ -385,10 +390,15 @@ sm_status sm_db_acquire(sm_db_pool *p, sm_db_conn **out, sm_error *err)
             sm_db_conn *c = p->idle;
             p->idle = c->next_idle;
             p->idle_count--;
+            unsigned generation = p->loss_generation;
             pthread_mutex_unlock(&p->lock);
             c->next_idle = NULL;
-            if (ms_since(&c->idle_since) < (int64_t)p->cfg.health_check_idle_ms ||
-                mysql_ping(c->mysql) == 0) {
+            /* Older than a connection found broken since: dropped without a
+             * ping (a ping on a socket the server closed can still succeed:
+             * the write goes out before the reset comes back). */
+            if (c->checked_generation == generation &&
+                (ms_since(&c->idle_since) < (int64_t)p->cfg.health_check_idle_ms ||
+                 mysql_ping(c->mysql) == 0)) {
                 *out = c;
                 return SM_OK;
             }
@@ -412,6 +422,7 @@ sm_status sm_db_acquire(sm_db_pool *p, sm_db_conn **out, sm_error *err)
                 return st;
             }
             p->stats.connects++;
+            c->checked_generation = p->loss_generation;
             pthread_mutex_unlock(&p->lock);
             *out = c;
             return SM_OK;
@@ -447,6 +458,7 @@ void sm_db_release(sm_db_conn *c)
     } else {
         p->open--;
         p->stats.discarded++;
+        p->loss_generation++;
     }
     pthread_cond_signal(&p->freed);
     pthread_mutex_unlock(&p->lock);
@@ -780,10 +792,12 @@ sm_status sm_db_begin(sm_db_conn *c, sm_error *err)
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "database connection already failed");
     if (c->in_transaction)
         return sm_error_set(err, SM_ERR_STATE, "a transaction is already open");
+    /* Reset first: a START lost with the connection must not look like a
+     * lost COMMIT of the connection's previous transaction. */
+    c->commit_sent = 0;
     if (mysql_real_query(c->mysql, "START TRANSACTION", 17) != 0)
         return conn_failure(c, "start transaction", err);
     c->in_transaction = 1;
-    c->commit_sent = 0;
     return SM_OK;
 }
 

@@ -40,6 +40,31 @@ def test_unreachable_database_is_unavailable(env):
     assert "cannot connect" in out and database.password not in out
 
 
+def test_restart_with_busy_pool_needs_no_client_retry(env):
+    """Several idle connections trusted without a ping (recently used): after
+    a server restart the first transaction finds one dead, and every other
+    connection opened before that is replaced instead of failing the retry."""
+    database = env.role_database("mediastore")
+    proc = subprocess.Popen([helper_path(), "interactive"],
+                            env=dict(helper_env(database), SM_DB_HELPER_IDLE="busy"),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        def say(command):
+            proc.stdin.write(command + "\n")
+            proc.stdin.flush()
+            return proc.stdout.readline().strip()
+
+        assert say("fill") == "filled"
+        assert say("query").startswith("ok connects=4")
+        env.db.restart()
+        line = say("query")
+        assert line.startswith("ok connects=5 discarded=4"), line
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
 def test_database_restart_under_one_pool(env):
     database = env.role_database("mediastore")
     proc = subprocess.Popen([helper_path(), "interactive"], env=helper_env(database),
