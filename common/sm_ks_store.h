@@ -51,6 +51,8 @@ typedef struct sm_ks_ctx {
     uint32_t activation_limit;
     uint64_t checkpoint_every; /* a checkpoint every N ledger entries; 0 = only on demand */
     int64_t now;               /* 0 = the clock; tests set it */
+    /* Verified vouchers of this process (NULL: verify every time). */
+    struct sm_ks_voucher_cache *voucher_cache;
 } sm_ks_ctx;
 
 /* Who is calling, as established by the module from the client

@@ -19,42 +19,6 @@
 
 #define LICENSE_BODY_VOUCHER_MAX SM_JOSE_MAX_TOKEN
 
-/* The device's public key from a proof sm_dpop_verify accepted: the "jwk"
- * of its protected header, which must have the verified thumbprint. */
-static sm_status proof_public_key(const char *proof, const char *jkt, sm_jwk **out,
-                                  sm_error *err)
-{
-    *out = NULL;
-    const char *dot = strchr(proof, '.');
-    size_t seg = dot != NULL ? (size_t)(dot - proof) : 0;
-    uint8_t *raw = seg > 0 ? malloc(seg) : NULL;
-    size_t raw_len = 0;
-    if (raw == NULL ||
-        sm_b64url_decode(proof, seg, raw, seg, &raw_len, "device proof header", err) != SM_OK) {
-        free(raw);
-        return sm_error_set(err, SM_ERR_FORMAT, "device proof header is not base64url");
-    }
-    json_error_t jerr;
-    json_t *header = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
-    free(raw);
-    char *jwk_text = header != NULL ? json_dumps(json_object_get(header, "jwk"), JSON_COMPACT)
-                                    : NULL;
-    json_decref(header);
-    if (jwk_text == NULL)
-        return sm_error_set(err, SM_ERR_FORMAT, "device proof has no jwk");
-    sm_status st = sm_jwk_from_json(jwk_text, strlen(jwk_text), out, err);
-    free(jwk_text);
-    if (st != SM_OK)
-        return st;
-    char got[SM_JKT_SIZE];
-    if ((st = sm_jwk_thumbprint(*out, got, err)) != SM_OK || strcmp(got, jkt) != 0) {
-        sm_jwk_free(*out);
-        *out = NULL;
-        return st != SM_OK ? st : sm_error_set(err, SM_ERR_KEY, "device proof key mismatch");
-    }
-    return SM_OK;
-}
-
 typedef struct license_args {
     const sm_ks_ctx *ctx;
     const sm_ks_voucher *voucher;
@@ -328,9 +292,9 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
         ctx->activation_limit != 0 ? ctx->activation_limit : SM_KS_DEFAULT_ACTIVATION_LIMIT;
 
     json_t *vj = json_object_get(body, "voucher");
-    f->voucher_status = sm_ks_voucher_verify(sm_ks_keys_jwks(ctx->keys), ctx->issuer,
-                                             json_string_value(vj), json_string_length(vj),
-                                             f->now, &voucher, &e);
+    f->voucher_status = sm_ks_voucher_verify_cached(
+        ctx->voucher_cache, sm_ks_keys_jwks(ctx->keys), ctx->issuer, json_string_value(vj),
+        json_string_length(vj), f->now, &voucher, &e);
     if (f->voucher_status == SM_OK) {
         f->voucher_txn = voucher.txn;
         f->voucher_work_id = voucher.work_id;
@@ -360,9 +324,12 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     sm_dpop_expect_init(&expect, "POST", proxy_url != NULL ? proxy_url : ctx->license_url);
     expect.now = f->now;
     expect.max_age = ctx->proof_max_age;
-    f->proof_status = dpop_proof != NULL
-                          ? sm_dpop_verify(dpop_proof, strlen(dpop_proof), &expect, &proof, &e)
-                          : SM_ERR_FORMAT;
+    /* The proof's key (validated, from the device-key cache when the
+     * device came before) is the JWE recipient. */
+    sm_jwk *device_key = NULL;
+    f->proof_status = dpop_proof != NULL ? sm_dpop_verify_key(dpop_proof, strlen(dpop_proof),
+                                                              &expect, &proof, &device_key, &e)
+                                         : SM_ERR_FORMAT;
     free(proxy_url);
     if (f->proof_status == SM_OK)
         f->proof_jkt = proof.jkt;
@@ -371,11 +338,11 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
      * that cannot prove they hold the designated device. */
     f->proof_jti_fresh = 1;
     sm_ks_license_decision early = sm_ks_license_decide(f);
-    if (early.verdict != SM_KS_LICENSE_ALLOW && early.verdict <= SM_KS_REFUSE_WRONG_DEVICE)
+    if (early.verdict != SM_KS_LICENSE_ALLOW && early.verdict <= SM_KS_REFUSE_WRONG_DEVICE) {
+        sm_jwk_free(device_key);
         return refuse_verdict(out, early.verdict);
-
-    sm_jwk *device_key = NULL;
-    if (proof_public_key(dpop_proof, proof.jkt, &device_key, &e) != SM_OK)
+    }
+    if (device_key == NULL)
         return refuse_verdict(out, SM_KS_REFUSE_PROOF_INVALID);
     a.device_key = device_key;
     sm_status st = ks_run(ctx, license_tx, &a, out, err);

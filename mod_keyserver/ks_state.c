@@ -12,6 +12,7 @@
 #include "keyserver.h"
 #include "smh_db.h"
 #include "smh_log.h"
+#include "sm_ks_tokens.h"
 
 /* One state per virtual host that uses the module, in a child-private
  * table keyed by the server_rec (the configuration is shared read-only). */
@@ -43,6 +44,15 @@ static sm_ks_kek *child_copy_of_kek(apr_pool_t *pchild, server_rec *s, const sm_
     return copy;
 }
 
+static apr_status_t free_voucher_cache(void *data)
+{
+    sm_ks_voucher_cache_free(data);
+    return APR_SUCCESS;
+}
+
+/* Entries of each child's cache of verified vouchers (about 0.5 KiB each). */
+#define KS_VOUCHER_CACHE_SLOTS 4096u
+
 void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
 {
     states = apr_hash_make(pchild);
@@ -69,6 +79,16 @@ void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
         ctx->proof_max_age = (int64_t)c->proof_max_age;
         ctx->activation_limit = (uint32_t)c->activation_limit;
         ctx->checkpoint_every = c->checkpoint_every;
+        sm_error cerr = {0};
+        sm_ks_voucher_cache *vc = NULL;
+        if (sm_ks_voucher_cache_new(KS_VOUCHER_CACHE_SLOTS, &vc, &cerr) == SM_OK) {
+            ctx->voucher_cache = vc;
+            apr_pool_cleanup_register(pchild, vc, free_voucher_cache, apr_pool_cleanup_null);
+        } else {
+            /* Not fatal: vouchers are then verified on every request. */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                         SMLOGNO(01006) "no voucher cache in this child: %s", cerr.message);
+        }
         /* apr_hash keeps the key's address, not a copy: it must outlive
          * this loop. */
         server_rec **key = apr_palloc(pchild, sizeof(*key));
