@@ -37,22 +37,20 @@ static sm_status refuse_verdict(sm_ks_result *out, sm_ks_license_verdict v)
     return SM_OK;
 }
 
-/* One row of facts about the transaction and its work; locks the row. */
+/* The facts about the transaction and its work. */
 typedef struct txn_row {
     char work_id[SM_KS_ID_SIZE], retailer[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE];
     sm_ks_terms terms;
     int64_t contract_id, rental_started_at, activations, key_version, kek_version;
-    int withdrawn;
+    int withdrawn, paid, txn_revoked, device_revoked, contract_allows;
     uint8_t wrapped[SM_KS_WRAPPED_KEY_LEN];
 } txn_row;
 
-static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found, sm_error *err)
+/* The transaction's row, locked for update (its activations change). */
+static sm_status lock_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found, sm_error *err)
 {
     sm_db_rows *rows = NULL;
     *found = 0;
-    /* Only the transaction's row is locked for update (its activations
-     * change); a FOR UPDATE over a join would also lock the work's row and
-     * serialise every license of a work. */
     sm_status st = sm_db_query(
         c,
         "SELECT work_id, retailer_id, jkt, license_type, duration, contract_id, "
@@ -75,16 +73,39 @@ static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found
             st = sm_db_col_int(rows, 6, &t->rental_started_at, err);
     }
     sm_db_rows_free(rows);
-    if (st != SM_OK || !*found)
-        return st;
-    /* The work: shared, so concurrent licenses of one work do not wait for
-     * each other, and a withdrawal waits for them. */
+    return st;
+}
+
+/* Everything else in one round trip, with shared locks (a locking read
+ * sees the current state, not a snapshot older than the row lock just
+ * taken; a missing payment or revocation row is gap-locked, so neither can
+ * appear before this transaction ends): the work (shared, so concurrent
+ * licenses of one work do not wait for each other and a withdrawal waits
+ * for them), whether a payment is recorded, whether the transaction or the
+ * device is revoked, and whether the contract still offers these terms.
+ * Every join is on a primary key, so there is one row at most. */
+static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, sm_error *err)
+{
+    sm_db_rows *rows = NULL;
     int has = 0;
-    rows = NULL;
-    st = sm_db_query(c,
-                     "SELECT key_version, kek_version, wrapped_key, withdrawn_at FROM works "
-                     "WHERE work_id = ? LOCK IN SHARE MODE",
-                     SM_DB_PARAMS(sm_db_text(t->work_id)), &rows, err);
+    int64_t flags[4] = {0, 0, 0, 0};
+    sm_status st = sm_db_query(
+        c,
+        "SELECT w.key_version, w.kek_version, w.wrapped_key, w.withdrawn_at, "
+        "p.txn IS NOT NULL, rt.subject IS NOT NULL, rd.subject IS NOT NULL, "
+        "o.contract_id IS NOT NULL "
+        "FROM works w "
+        "LEFT JOIN payments p ON p.txn = ? "
+        "LEFT JOIN revocations rt ON rt.kind = 'transaction' AND rt.subject = ? "
+        "LEFT JOIN revocations rd ON rd.kind = 'device' AND rd.subject = ? "
+        "LEFT JOIN (contracts k JOIN contract_offers o ON o.contract_id = k.contract_id "
+        "AND o.license_type = ? AND o.duration = ?) "
+        "ON k.contract_id = ? AND k.revoked_at IS NULL "
+        "WHERE w.work_id = ? LOCK IN SHARE MODE",
+        SM_DB_PARAMS(sm_db_text(txn), sm_db_text(txn), sm_db_text(t->jkt),
+                     sm_db_text(ks_terms_type_column(&t->terms)), sm_db_int(t->terms.duration),
+                     sm_db_int(t->contract_id), sm_db_text(t->work_id)),
+        &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, &has, err);
     if (st == SM_OK && !has)
@@ -94,7 +115,11 @@ static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found
         const char *wrapped = sm_db_col_text(rows, 2, &wrapped_len);
         t->withdrawn = sm_db_col_text(rows, 3, NULL) != NULL;
         if ((st = sm_db_col_int(rows, 0, &t->key_version, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 1, &t->kek_version, err)) == SM_OK) {
+            (st = sm_db_col_int(rows, 1, &t->kek_version, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 4, &flags[0], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 5, &flags[1], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 6, &flags[2], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 7, &flags[3], err)) == SM_OK) {
             if (wrapped == NULL || wrapped_len != SM_KS_WRAPPED_KEY_LEN)
                 st = sm_error_set(err, SM_ERR_DB, "the wrapped key of work %s is damaged",
                                   t->work_id);
@@ -103,19 +128,12 @@ static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found
         }
     }
     sm_db_rows_free(rows);
-    return st;
-}
-
-/* 1 when the query with the given params returns a row. */
-static sm_status exists(sm_db_conn *c, const char *sql, const sm_db_param *params, size_t n,
-                        int *yes, sm_error *err)
-{
-    sm_db_rows *rows = NULL;
-    *yes = 0;
-    sm_status st = sm_db_query(c, sql, params, n, &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, yes, err);
-    sm_db_rows_free(rows);
+    /* Fail closed: only an exact 1 counts as present for a payment and
+     * the contract, anything but 0 as present for a revocation. */
+    t->paid = flags[0] == 1;
+    t->txn_revoked = flags[1] != 0;
+    t->device_revoked = flags[2] != 0;
+    t->contract_allows = flags[3] == 1;
     return st;
 }
 
@@ -219,41 +237,20 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     f->proof_jti_fresh = 1;
 
     int found = 0;
-    if ((st = load_txn(c, v->txn, &t, &found, err)) != SM_OK)
+    if ((st = lock_txn(c, v->txn, &t, &found, err)) != SM_OK)
         return st;
     f->txn_found = found;
     if (found) {
-        int paid = 0, txn_revoked = 0, device_revoked = 0, allows = 0;
-        /* Locking reads: the current state, not a snapshot older than the
-         * row lock just taken. */
-        if ((st = exists(c, "SELECT 1 FROM payments WHERE txn = ? LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_text(v->txn)), &paid, err)) != SM_OK ||
-            (st = exists(c,
-                         "SELECT 1 FROM revocations WHERE kind = 'transaction' AND subject = ? "
-                         "LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_text(v->txn)), &txn_revoked, err)) != SM_OK ||
-            (st = exists(c,
-                         "SELECT 1 FROM revocations WHERE kind = 'device' AND subject = ? "
-                         "LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_text(t.jkt)), &device_revoked, err)) != SM_OK ||
-            (st = exists(c,
-                         "SELECT 1 FROM contracts k JOIN contract_offers o "
-                         "ON o.contract_id = k.contract_id WHERE k.contract_id = ? "
-                         "AND k.revoked_at IS NULL AND o.license_type = ? AND o.duration = ? "
-                         "LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_int(t.contract_id),
-                                      sm_db_text(ks_terms_type_column(&t.terms)),
-                                      sm_db_int(t.terms.duration)),
-                         &allows, err)) != SM_OK)
+        if ((st = load_facts(c, v->txn, &t, err)) != SM_OK)
             return st;
         f->txn_work_id = t.work_id;
         f->txn_retailer = t.retailer;
         f->txn_jkt = t.jkt;
         f->txn_terms = t.terms;
-        f->payment = paid ? SM_KS_PAID : SM_KS_UNPAID;
-        f->txn_revoked = txn_revoked;
-        f->device_revoked = device_revoked;
-        f->contract_allows_terms = allows;
+        f->payment = t.paid ? SM_KS_PAID : SM_KS_UNPAID;
+        f->txn_revoked = t.txn_revoked;
+        f->device_revoked = t.device_revoked;
+        f->contract_allows_terms = t.contract_allows;
         f->work_withdrawn = t.withdrawn;
         f->rental_started_at = t.rental_started_at;
         f->activations = (uint32_t)t.activations;
