@@ -52,14 +52,203 @@ static sm_status store_checkpoint(sm_db_conn *c, const sm_ks_ctx *ctx, uint64_t 
     return st;
 }
 
+/* ---- queued entries and sealing ----------------------------------------------
+ *
+ * Licenses queue their entry in ledger_pending (no head lock); sealing
+ * moves queued entries, in id order, into the chain under the head lock.
+ * Sealing runs inside the caller's transaction, after the head row was
+ * locked FOR UPDATE, so there is one sealer at a time. It reads the queue
+ * with a consistent read and then deletes exactly the rows it chains: a
+ * row another sealer chained meanwhile (possible when this transaction's
+ * snapshot predates that sealer's commit) deletes nothing, and the whole
+ * transaction is retried as a conflict, so no entry is chained twice. */
+
+#define SEAL_BATCH 64u
+#define SEAL_CHUNK 8u /* rows per multi-row statement (8 x 6 parameters) */
+#define ROW6 "(?, ?, ?, ?, ?, ?)"
+#define ROW6x8 ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6
+static const char insert_1[] =
+    "INSERT INTO ledger (seq, created_at, type, data, hash, txn) VALUES " ROW6;
+static const char insert_8[] =
+    "INSERT INTO ledger (seq, created_at, type, data, hash, txn) VALUES " ROW6x8;
+static const char delete_1[] = "DELETE FROM ledger_pending WHERE id = ?";
+static const char delete_8[] = "DELETE FROM ledger_pending WHERE id IN (?, ?, ?, ?, ?, ?, ?, ?)";
+
+typedef struct queued {
+    uint64_t id, seq;
+    int64_t time;
+    char type[SM_KS_LEDGER_TYPE_MAX + 1];
+    char *text;
+    char *txn; /* NULL when none */
+    uint8_t hash[SM_KS_LEDGER_HASH_LEN];
+} queued;
+
+static void free_queued(queued *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(q[i].text);
+        free(q[i].txn);
+    }
+}
+
+/* locking: a locking read (the latest committed rows, whatever this
+ * transaction's snapshot) for appends inside business transactions, whose
+ * snapshot may predate a sealer's commit; a consistent read otherwise (the
+ * sealer's snapshot starts after it locked the head, and it must not block
+ * new licenses queueing). */
+static sm_status read_queue(sm_db_conn *c, int locking, queued *q, size_t *n, sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    *n = 0;
+    sm_status st = sm_db_query(c,
+                               locking ? "SELECT id, created_at, type, data, txn FROM "
+                                         "ledger_pending ORDER BY id LIMIT 64 LOCK IN SHARE MODE"
+                                       : "SELECT id, created_at, type, data, txn FROM "
+                                         "ledger_pending ORDER BY id LIMIT 64",
+                               NULL, 0, &rows, err);
+    while (st == SM_OK && *n < SEAL_BATCH && (st = sm_db_rows_next(rows, &has, err)) == SM_OK &&
+           has) {
+        queued *e = &q[*n];
+        memset(e, 0, sizeof(*e));
+        const char *text = sm_db_col_text(rows, 3, NULL), *txn = sm_db_col_text(rows, 4, NULL);
+        if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
+            (st = sm_db_col_int(rows, 1, &e->time, err)) != SM_OK ||
+            (st = ks_col_copy(rows, 2, e->type, sizeof(e->type), err)) != SM_OK)
+            break;
+        if (text == NULL || (e->text = strdup(text)) == NULL ||
+            (txn != NULL && (e->txn = strdup(txn)) == NULL)) {
+            free(e->text);
+            st = text == NULL ? sm_error_set(err, SM_ERR_DB, "queued ledger entry %llu has no data",
+                                             (unsigned long long)e->id)
+                              : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        (*n)++;
+    }
+    sm_db_rows_free(rows);
+    return st;
+}
+
+/* Deletes the chained rows from the queue; all of them must still be there. */
+static sm_status dequeue(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i >= SEAL_CHUNK ? SEAL_CHUNK : 1;
+        sm_db_param p[SEAL_CHUNK];
+        for (size_t j = 0; j < k; j++)
+            p[j] = sm_db_uint(q[i + j].id);
+        uint64_t affected = 0;
+        sm_status st = sm_db_exec(c, k == SEAL_CHUNK ? delete_8 : delete_1, p, k, &affected, err);
+        if (st != SM_OK)
+            return st;
+        if (affected != k)
+            return sm_error_set(err, SM_ERR_CONFLICT,
+                                "queued ledger entries were sealed by another transaction");
+        i += k;
+    }
+    return SM_OK;
+}
+
+static sm_status insert_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i >= SEAL_CHUNK ? SEAL_CHUNK : 1;
+        sm_db_param p[6 * SEAL_CHUNK];
+        for (size_t j = 0; j < k; j++) {
+            const queued *e = &q[i + j];
+            p[6 * j] = sm_db_uint(e->seq);
+            p[6 * j + 1] = sm_db_int(e->time);
+            p[6 * j + 2] = sm_db_text(e->type);
+            p[6 * j + 3] = sm_db_text(e->text);
+            p[6 * j + 4] = sm_db_blob(e->hash, sizeof(e->hash));
+            p[6 * j + 5] = sm_db_text(e->txn);
+        }
+        sm_status st = sm_db_exec(c, k == SEAL_CHUNK ? insert_8 : insert_1, p, 6 * k, NULL, err);
+        if (st != SM_OK)
+            return st;
+        i += k;
+    }
+    return SM_OK;
+}
+
+/* Chains one batch of queued entries after (*seq, head) with the head row
+ * locked; *n_out entries were chained (SEAL_BATCH: there may be more). The
+ * caller writes the head row. */
+static sm_status seal_batch(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint64_t *seq,
+                            uint8_t head[SM_KS_LEDGER_HASH_LEN], size_t *n_out, sm_error *err)
+{
+    queued q[SEAL_BATCH];
+    size_t n = 0;
+    *n_out = 0;
+    sm_status st = read_queue(c, locking, q, &n, err);
+    uint64_t s = *seq;
+    uint8_t h[SM_KS_LEDGER_HASH_LEN];
+    memcpy(h, head, sizeof(h));
+    for (size_t i = 0; st == SM_OK && i < n; i++) {
+        json_t *data = NULL;
+        sm_error inner = {0};
+        if (sm_ks_ledger_data_from_text(q[i].text, strlen(q[i].text), &data, &inner) != SM_OK) {
+            st = sm_error_set(err, SM_ERR_DB, "queued ledger entry %llu is damaged: %s",
+                              (unsigned long long)q[i].id, inner.message);
+            break;
+        }
+        q[i].seq = ++s;
+        sm_ks_ledger_entry e = {q[i].seq, q[i].time, q[i].type, data};
+        st = sm_ks_ledger_hash(h, &e, h, err);
+        json_decref(data);
+        memcpy(q[i].hash, h, sizeof(h));
+    }
+    if (st == SM_OK && n > 0 && (st = dequeue(c, q, n, err)) == SM_OK)
+        st = insert_chained(c, q, n, err);
+    for (size_t i = 0; st == SM_OK && i < n; i++) {
+        if (ctx->checkpoint_every > 0 && q[i].seq % ctx->checkpoint_every == 0)
+            st = store_checkpoint(c, ctx, q[i].seq, q[i].hash, NULL, err);
+    }
+    free_queued(q, n);
+    if (st != SM_OK)
+        return st;
+    *seq = s;
+    memcpy(head, h, sizeof(h));
+    *n_out = n;
+    return SM_OK;
+}
+
+/* Chains everything queued (in batches) after the locked head. */
+static sm_status seal_all(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint64_t *seq,
+                          uint8_t head[SM_KS_LEDGER_HASH_LEN], uint64_t *total, sm_error *err)
+{
+    size_t n = 0;
+    *total = 0;
+    do {
+        sm_status st = seal_batch(c, ctx, locking, seq, head, &n, err);
+        if (st != SM_OK)
+            return st;
+        *total += n;
+    } while (n == SEAL_BATCH);
+    return SM_OK;
+}
+
+static sm_status write_head(sm_db_conn *c, uint64_t seq, const uint8_t head[SM_KS_LEDGER_HASH_LEN],
+                            sm_error *err)
+{
+    return sm_db_exec(c, "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1",
+                      SM_DB_PARAMS(sm_db_uint(seq), sm_db_blob(head, SM_KS_LEDGER_HASH_LEN)),
+                      NULL, err);
+}
+
 sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *type,
                               const char *txn, json_t *data, uint64_t *seq_out, sm_error *err)
 {
-    uint64_t seq = 0;
+    uint64_t seq = 0, sealed = 0;
     uint8_t head[SM_KS_LEDGER_HASH_LEN];
     /* The head row is the ledger's single writer lock: taken last in every
-     * transaction (after the rows of the event), it orders all appends. */
+     * transaction (after the rows of the event), it orders all appends.
+     * Entries queued by events this transaction can see go first, so the
+     * chain keeps the order in which things happened. */
     sm_status st = read_head(c, 1, &seq, head, err);
+    if (st == SM_OK)
+        st = seal_all(c, ctx, 1, &seq, head, &sealed, err);
     if (st != SM_OK)
         return st;
     seq++;
@@ -69,22 +258,90 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
     char *text = sm_ks_ledger_data_to_text(data);
     if (text == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    st = sm_db_exec(c,
-                    "INSERT INTO ledger (seq, created_at, type, data, hash, txn) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+    st = sm_db_exec(c, insert_1,
                     SM_DB_PARAMS(sm_db_uint(seq), sm_db_int(e.time), sm_db_text(type),
                                  sm_db_text(text), sm_db_blob(head, sizeof(head)),
                                  sm_db_text(txn)),
                     NULL, err);
     free(text);
     if (st == SM_OK)
-        st = sm_db_exec(c, "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1",
-                        SM_DB_PARAMS(sm_db_uint(seq), sm_db_blob(head, sizeof(head))), NULL, err);
+        st = write_head(c, seq, head, err);
     if (st == SM_OK && ctx->checkpoint_every > 0 && seq % ctx->checkpoint_every == 0)
         st = store_checkpoint(c, ctx, seq, head, NULL, err);
     if (st == SM_OK && seq_out != NULL)
         *seq_out = seq;
     return st;
+}
+
+sm_status sm_ks_ledger_enqueue(sm_db_conn *c, const sm_ks_ctx *ctx, const char *type,
+                               const char *txn, json_t *data, sm_error *err)
+{
+    /* Checked now, so that sealing cannot meet an entry it must refuse. */
+    sm_ks_ledger_entry e = {1, sm_ks_now(ctx), type, data};
+    sm_status st = sm_ks_ledger_check_entry(&e, err);
+    if (st != SM_OK)
+        return st;
+    char *text = sm_ks_ledger_data_to_text(data);
+    if (text == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    st = sm_db_exec(c, "INSERT INTO ledger_pending (created_at, type, data, txn) VALUES (?, ?, ?, ?)",
+                    SM_DB_PARAMS(sm_db_int(e.time), sm_db_text(type), sm_db_text(text),
+                                 sm_db_text(txn)),
+                    NULL, err);
+    free(text);
+    return st;
+}
+
+typedef struct seal_args {
+    const sm_ks_ctx *ctx;
+    size_t sealed;
+} seal_args;
+
+/* One batch per transaction: the head lock is held for one batch only. */
+static sm_status seal_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    seal_args *a = argp;
+    uint64_t seq = 0;
+    uint8_t head[SM_KS_LEDGER_HASH_LEN];
+    a->sealed = 0;
+    sm_status st = read_head(c, 1, &seq, head, err);
+    if (st == SM_OK)
+        st = seal_batch(c, a->ctx, 0, &seq, head, &a->sealed, err);
+    if (st == SM_OK && a->sealed > 0)
+        st = write_head(c, seq, head, err);
+    return st;
+}
+
+sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *err)
+{
+    uint64_t total = 0;
+    if (sealed != NULL)
+        *sealed = 0;
+    if (ctx->db == NULL)
+        return sm_error_set(err, SM_ERR_UNAVAILABLE, "the database is not configured");
+    /* Most calls find the queue empty: one cheap read, no lock. */
+    sm_db_conn *c = NULL;
+    int any = 0;
+    sm_status st = sm_db_acquire(ctx->db, &c, err);
+    if (st != SM_OK)
+        return st;
+    sm_db_rows *rows = NULL;
+    st = sm_db_query(c, "SELECT id FROM ledger_pending LIMIT 1", NULL, 0, &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &any, err);
+    sm_db_rows_free(rows);
+    sm_db_release(c);
+    if (st != SM_OK || !any)
+        return st;
+    seal_args a = {ctx, 0};
+    do {
+        if ((st = sm_db_transaction(ctx->db, seal_tx, &a, err)) != SM_OK)
+            return st;
+        total += a.sealed;
+        if (sealed != NULL)
+            *sealed = total;
+    } while (a.sealed == SEAL_BATCH);
+    return SM_OK;
 }
 
 /* ---- checkpoints on demand ------------------------------------------------- */
@@ -100,7 +357,13 @@ static sm_status checkpoint_tx(sm_db_conn *c, void *argp, sm_error *err)
     uint64_t seq = 0;
     uint8_t head[SM_KS_LEDGER_HASH_LEN];
     sm_ks_result_clear(a->out);
+    uint64_t sealed = 0;
+    /* Queued entries first: the checkpoint covers every event so far. */
     sm_status st = read_head(c, 1, &seq, head, err);
+    if (st == SM_OK)
+        st = seal_all(c, a->ctx, 0, &seq, head, &sealed, err);
+    if (st == SM_OK && sealed > 0)
+        st = write_head(c, seq, head, err);
     if (st != SM_OK)
         return st;
     if (seq == 0)
