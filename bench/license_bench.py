@@ -12,6 +12,10 @@ Prints one last line: "license: ratio=<licenses/s / baseline req/s>
 rate=<licenses/s> p99_ms=<p99 of the license runs>" (targets: ratio >= 0.3,
 p99 < 50 ms).
 
+Each round also reports the CPU time httpd and mariadbd spent per request
+(utime + stime from /proc, both sides): unlike the rates, it hardly moves
+with other load on the machine.
+
 Env: SM_TOP_BUILDDIR (default <top>/build), BENCH_SECONDS (default 4),
 BENCH_ROUNDS (default 5). Rounds alternate which side runs first; ratio and
 rate are medians over rounds."""
@@ -135,6 +139,39 @@ end
 """
 
 
+def cpu_ticks(pids):
+    """utime + stime (clock ticks) of each pid still running."""
+    out = {}
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[pid] = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+class CpuMeter:
+    """CPU time of the servers (httpd master and children, mariadbd)
+    between start() and stop(), in ms."""
+
+    def __init__(self, httpd, db):
+        self.httpd, self.db = httpd, db
+
+    def _pids(self):
+        return {"httpd": list(self.httpd.pids()), "mariadbd": [self.db.pid]}
+
+    def start(self):
+        self.before = {k: cpu_ticks(v) for k, v in self._pids().items()}
+
+    def stop(self):
+        hz = os.sysconf("SC_CLK_TCK")
+        after = {k: cpu_ticks(v) for k, v in self._pids().items()}
+        return {k: 1000.0 * sum(t - self.before[k].get(pid, 0) for pid, t in after[k].items()) / hz
+                for k in after}
+
+
 def wrk(url, script, seconds, latency=False):
     argv = ["wrk", "-t2", "-c32", "-d%ds" % seconds]
     if latency:
@@ -225,19 +262,28 @@ DBBaselinePoolSize 8
                 probe.status_code, probe.text[:300], httpd.error_log_text()[-2000:]))
         wrk(base_url, None, 2)                       # warm up
         lic_rates, base_rates, p99s = [], [], []
+        meter = CpuMeter(httpd, db)
+        cpu = {}
         for i in range(rounds):
             prepare_round()
             sides = [("baseline", lambda: wrk(base_url, None, seconds)),
                      ("license", lambda: wrk(lic_url, script, seconds, latency=True))]
             for name, run in (sides if i % 2 == 0 else sides[::-1]):
+                meter.start()
                 rate, p99 = run()
+                used = meter.stop()
+                count = max(rate * seconds, 1.0)
+                cpu[name] = "httpd %.3f + mariadbd %.3f ms" % (used["httpd"] / count,
+                                                              used["mariadbd"] / count)
                 if name == "baseline":
                     base_rates.append(rate)
                 else:
                     lic_rates.append(rate)
                     p99s.append(p99)
-            log("round %d: baseline %.0f req/s, license %.0f licenses/s (p99 %.1f ms)"
-                % (i + 1, base_rates[-1], lic_rates[-1], p99s[-1]))
+            log("round %d: baseline %.0f req/s, license %.0f licenses/s (p99 %.1f ms); "
+                "CPU per request: baseline %s, license %s"
+                % (i + 1, base_rates[-1], lic_rates[-1], p99s[-1], cpu["baseline"],
+                   cpu["license"]))
         ratio = statistics.median(a / b for a, b in zip(lic_rates, base_rates))
         rate = statistics.median(lic_rates)
         p99 = statistics.median(p99s)

@@ -28,6 +28,7 @@ typedef struct license_args {
     sm_ks_license_facts request_facts; /* voucher and proof facts */
     sm_ks_license_facts facts;         /* plus the database's, per attempt */
     sm_ks_result *out;
+    int spend_proof; /* refused after the proof's id was recorded: record it again */
 } license_args;
 
 static sm_status refuse_verdict(sm_ks_result *out, sm_ks_license_verdict v)
@@ -46,21 +47,64 @@ typedef struct txn_row {
     uint8_t wrapped[SM_KS_WRAPPED_KEY_LEN];
 } txn_row;
 
-/* The transaction's row, locked for update (its activations change). */
-static sm_status lock_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found, sm_error *err)
+/* Takes the transaction's row lock by counting this activation at once
+ * (one round trip for the lock and the count); a refusal rolls it back.
+ * found = 0 when there is no such transaction. */
+static sm_status count_activation(sm_db_conn *c, const char *txn, int64_t now, int *found,
+                                  sm_error *err)
+{
+    uint64_t affected = 0;
+    sm_status st = sm_db_exec(c,
+                              "UPDATE transactions SET activations = activations + 1, "
+                              "rental_started_at = COALESCE(rental_started_at, ?) WHERE txn = ?",
+                              SM_DB_PARAMS(sm_db_int(now), sm_db_text(txn)), &affected, err);
+    *found = st == SM_OK && affected == 1;
+    return st;
+}
+
+/* Everything else in one round trip, with shared locks (a locking read
+ * sees the current state, not a snapshot older than the row lock just
+ * taken; a missing payment or revocation row is gap-locked, so neither can
+ * appear before this transaction ends): the transaction (already locked
+ * for update by this transaction), its work (shared, so concurrent
+ * licenses of one work do not wait for each other and a withdrawal waits
+ * for them), whether a payment is recorded, whether the transaction or the
+ * device is revoked, and whether the contract still offers these terms.
+ * Every join is on a primary key, so there is one row at most. The
+ * activations and rental start read here already count this license. */
+static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, int *found,
+                            sm_error *err)
 {
     sm_db_rows *rows = NULL;
+    int64_t flags[4] = {0, 0, 0, 0};
     *found = 0;
     sm_status st = sm_db_query(
         c,
-        "SELECT work_id, retailer_id, jkt, license_type, duration, contract_id, "
-        "rental_started_at, activations FROM transactions WHERE txn = ? FOR UPDATE",
+        "SELECT t.work_id, t.retailer_id, t.jkt, t.license_type, t.duration, t.contract_id, "
+        "t.rental_started_at, t.activations, "
+        "w.key_version, w.kek_version, w.wrapped_key, w.withdrawn_at, "
+        "p.txn IS NOT NULL, rt.subject IS NOT NULL, rd.subject IS NOT NULL, "
+        "o.contract_id IS NOT NULL "
+        "FROM transactions t "
+        "JOIN works w ON w.work_id = t.work_id "
+        "LEFT JOIN payments p ON p.txn = t.txn "
+        "LEFT JOIN revocations rt ON rt.kind = 'transaction' AND rt.subject = t.txn "
+        "LEFT JOIN revocations rd ON rd.kind = 'device' AND rd.subject = t.jkt "
+        "LEFT JOIN (contracts k JOIN contract_offers o ON o.contract_id = k.contract_id) "
+        "ON k.contract_id = t.contract_id AND k.revoked_at IS NULL "
+        "AND o.license_type = t.license_type AND o.duration = t.duration "
+        "WHERE t.txn = ? LOCK IN SHARE MODE",
         SM_DB_PARAMS(sm_db_text(txn)), &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, found, err);
-    if (st == SM_OK && *found) {
+    if (st == SM_OK && !*found)
+        st = sm_error_set(err, SM_ERR_DB, "transaction %s names a missing work", txn);
+    if (st == SM_OK) {
         int64_t duration = 0;
+        size_t wrapped_len = 0;
+        const char *wrapped = sm_db_col_text(rows, 10, &wrapped_len);
         t->rental_started_at = 0;
+        t->withdrawn = sm_db_col_text(rows, 11, NULL) != NULL;
         if ((st = ks_col_copy(rows, 0, t->work_id, sizeof(t->work_id), err)) == SM_OK &&
             (st = ks_col_copy(rows, 1, t->retailer, sizeof(t->retailer), err)) == SM_OK &&
             (st = ks_col_copy(rows, 2, t->jkt, sizeof(t->jkt), err)) == SM_OK &&
@@ -69,63 +113,23 @@ static sm_status lock_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found
                                         err)) == SM_OK &&
             (st = sm_db_col_int(rows, 5, &t->contract_id, err)) == SM_OK &&
             (st = sm_db_col_int(rows, 7, &t->activations, err)) == SM_OK &&
-            sm_db_col_text(rows, 6, NULL) != NULL)
-            st = sm_db_col_int(rows, 6, &t->rental_started_at, err);
-    }
-    sm_db_rows_free(rows);
-    return st;
-}
-
-/* Everything else in one round trip, with shared locks (a locking read
- * sees the current state, not a snapshot older than the row lock just
- * taken; a missing payment or revocation row is gap-locked, so neither can
- * appear before this transaction ends): the work (shared, so concurrent
- * licenses of one work do not wait for each other and a withdrawal waits
- * for them), whether a payment is recorded, whether the transaction or the
- * device is revoked, and whether the contract still offers these terms.
- * Every join is on a primary key, so there is one row at most. */
-static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, sm_error *err)
-{
-    sm_db_rows *rows = NULL;
-    int has = 0;
-    int64_t flags[4] = {0, 0, 0, 0};
-    sm_status st = sm_db_query(
-        c,
-        "SELECT w.key_version, w.kek_version, w.wrapped_key, w.withdrawn_at, "
-        "p.txn IS NOT NULL, rt.subject IS NOT NULL, rd.subject IS NOT NULL, "
-        "o.contract_id IS NOT NULL "
-        "FROM works w "
-        "LEFT JOIN payments p ON p.txn = ? "
-        "LEFT JOIN revocations rt ON rt.kind = 'transaction' AND rt.subject = ? "
-        "LEFT JOIN revocations rd ON rd.kind = 'device' AND rd.subject = ? "
-        "LEFT JOIN (contracts k JOIN contract_offers o ON o.contract_id = k.contract_id "
-        "AND o.license_type = ? AND o.duration = ?) "
-        "ON k.contract_id = ? AND k.revoked_at IS NULL "
-        "WHERE w.work_id = ? LOCK IN SHARE MODE",
-        SM_DB_PARAMS(sm_db_text(txn), sm_db_text(txn), sm_db_text(t->jkt),
-                     sm_db_text(ks_terms_type_column(&t->terms)), sm_db_int(t->terms.duration),
-                     sm_db_int(t->contract_id), sm_db_text(t->work_id)),
-        &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, &has, err);
-    if (st == SM_OK && !has)
-        st = sm_error_set(err, SM_ERR_DB, "transaction %s names a missing work", txn);
-    if (st == SM_OK) {
-        size_t wrapped_len = 0;
-        const char *wrapped = sm_db_col_text(rows, 2, &wrapped_len);
-        t->withdrawn = sm_db_col_text(rows, 3, NULL) != NULL;
-        if ((st = sm_db_col_int(rows, 0, &t->key_version, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 1, &t->kek_version, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 4, &flags[0], err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 5, &flags[1], err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 6, &flags[2], err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 7, &flags[3], err)) == SM_OK) {
+            (sm_db_col_text(rows, 6, NULL) == NULL ||
+             (st = sm_db_col_int(rows, 6, &t->rental_started_at, err)) == SM_OK) &&
+            (st = sm_db_col_int(rows, 8, &t->key_version, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 9, &t->kek_version, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 12, &flags[0], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 13, &flags[1], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 14, &flags[2], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 15, &flags[3], err)) == SM_OK) {
             if (wrapped == NULL || wrapped_len != SM_KS_WRAPPED_KEY_LEN)
                 st = sm_error_set(err, SM_ERR_DB, "the wrapped key of work %s is damaged",
                                   t->work_id);
             else
                 memcpy(t->wrapped, wrapped, SM_KS_WRAPPED_KEY_LEN);
         }
+        if (st == SM_OK && t->activations < 1)
+            st = sm_error_set(err, SM_ERR_DB, "transaction %s: the activation count is damaged",
+                              txn);
     }
     sm_db_rows_free(rows);
     /* Fail closed: only an exact 1 counts as present for a payment and
@@ -169,13 +173,6 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
                         SM_DB_PARAMS(sm_db_text(v->txn), sm_db_text(a->proof->jkt),
                                      sm_db_int(now), sm_db_text(a->proof->jti),
                                      sm_db_text(dt.jti), sm_db_text(a->via_retailer)),
-                        NULL, err);
-    if (st == SM_OK)
-        st = sm_db_exec(c,
-                        "UPDATE transactions SET activations = ?, "
-                        "rental_started_at = COALESCE(rental_started_at, ?) WHERE txn = ?",
-                        SM_DB_PARAMS(sm_db_uint(d->activations_after), sm_db_int(now),
-                                     sm_db_text(v->txn)),
                         NULL, err);
     if (st == SM_OK) {
         json_t *data = json_pack("{s:s,s:s,s:s,s:I}", "txn", v->txn, "work_id", t->work_id,
@@ -223,6 +220,7 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     txn_row t;
     memset(&t, 0, sizeof(t));
     sm_ks_result_clear(a->out);
+    a->spend_proof = 0;
 
     /* Single use: the unique key decides, atomically, across every node. */
     sm_status st = sm_db_exec(c, "INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES (?, ?, ?)",
@@ -239,11 +237,11 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     f->proof_jti_fresh = 1;
 
     int found = 0;
-    if ((st = lock_txn(c, v->txn, &t, &found, err)) != SM_OK)
+    if ((st = count_activation(c, v->txn, f->now, &found, err)) != SM_OK)
         return st;
     f->txn_found = found;
     if (found) {
-        if ((st = load_facts(c, v->txn, &t, err)) != SM_OK)
+        if ((st = load_facts(c, v->txn, &t, &found, err)) != SM_OK)
             return st;
         f->txn_work_id = t.work_id;
         f->txn_retailer = t.retailer;
@@ -254,16 +252,44 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
         f->device_revoked = t.device_revoked;
         f->contract_allows_terms = t.contract_allows;
         f->work_withdrawn = t.withdrawn;
+        /* The decision wants the state before this license. */
         f->rental_started_at = t.rental_started_at;
-        f->activations = (uint32_t)t.activations;
+        f->activations = (uint32_t)(t.activations - 1);
     }
     sm_ks_license_decision d = sm_ks_license_decide(f);
     if (d.verdict != SM_KS_LICENSE_ALLOW) {
-        /* Commit anyway: the proof is spent even when the answer is no. */
+        /* Roll back the counted activation; the proof is spent in a
+         * transaction of its own (sm_ks_issue_license). */
         refuse_verdict(a->out, d.verdict);
-        return SM_OK;
+        a->spend_proof = 1;
+        return KS_REFUSED;
     }
     return grant(c, a, &t, &d, err);
+}
+
+/* A refusal decided after the transaction counted the activation rolled
+ * the whole transaction back, the proof's id with it: record the id again,
+ * so the proof is spent even when the answer is no. A concurrent request
+ * with the same proof may have recorded it meanwhile: spent either way. If
+ * the database fails here, the answer is the failure (503), not the
+ * refusal. */
+static sm_status spend_proof(const sm_ks_ctx *ctx, const sm_dpop_result *proof, int64_t now,
+                             sm_ks_result *out, sm_error *err)
+{
+    sm_db_conn *c = NULL;
+    sm_status st = sm_db_acquire(ctx->db, &c, err);
+    if (st == SM_OK) {
+        st = sm_db_exec(c, "INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES (?, ?, ?)",
+                        SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti),
+                                     sm_db_int(now)),
+                        NULL, err);
+        sm_db_release(c);
+    }
+    if (st == SM_ERR_DUPLICATE)
+        st = SM_OK;
+    if (st != SM_OK)
+        sm_ks_result_clear(out);
+    return st;
 }
 
 sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, json_t *body,
@@ -346,5 +372,7 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     a.device_key = device_key;
     sm_status st = ks_run(ctx, license_tx, &a, out, err);
     sm_jwk_free(device_key);
+    if (st == SM_OK && a.spend_proof)
+        st = spend_proof(ctx, &proof, f->now, out, err);
     return st;
 }

@@ -207,7 +207,19 @@ def test_license_before_payment_after_revocation_over_limit(sold):
     # Limit 2 in this fixture.
     for n in (1, 2):
         assert request_license(ks, device, reservation["voucher"]).json()["activation"] == n
-    assert_problem(request_license(ks, device, reservation["voucher"]), 403, "activation-limit")
+    # Refused over the limit: nothing counted, and the proof is spent all
+    # the same (a refusal rolls the activation back and records the proof
+    # id on its own).
+    proof = device.proof(ks.license_url)
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=proof), 403,
+                   "activation-limit")
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=proof), 401,
+                   "proof-replayed")
+    assert ks.query("SELECT activations FROM transactions WHERE txn = '%s'"
+                    % reservation["txn"]) == [("2",)]
+    assert_problem(request_license(ks, device, unpaid["voucher"]), 402, "not-paid")
+    assert ks.query("SELECT activations, rental_started_at IS NULL FROM transactions "
+                    "WHERE txn = '%s'" % unpaid["txn"]) == [("0", "1")]
     # A device revoked by the admin gets nothing, whatever it bought.
     other = cat.sold(device)
     r = ks.client("admin").post("/v1/revocations", json={
