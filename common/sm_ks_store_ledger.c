@@ -52,119 +52,129 @@ static sm_status store_checkpoint(sm_db_conn *c, const sm_ks_ctx *ctx, uint64_t 
     return st;
 }
 
-/* ---- queued entries and sealing ----------------------------------------------
+/* ---- queued license entries and sealing -------------------------------------
  *
- * Licenses queue their entry in ledger_pending (no head lock); sealing
- * moves queued entries, in id order, into the chain under the head lock.
+ * A license does not append to the chain: its row in `licenses` (chained =
+ * 0) is its queued ledger entry. Sealing chains queued entries in id order
+ * under the head lock and marks them chained in the same transaction.
  * Sealing runs inside the caller's transaction, after the head row was
- * locked FOR UPDATE, so there is one sealer at a time. It reads the queue
- * with a consistent read and then deletes exactly the rows it chains: a
- * row another sealer chained meanwhile (possible when this transaction's
- * snapshot predates that sealer's commit) deletes nothing, and the whole
- * transaction is retried as a conflict, so no entry is chained twice. */
+ * locked FOR UPDATE, so there is one sealer at a time. It marks exactly the
+ * rows it chains (AND chained = 0): a row another sealer chained meanwhile
+ * (possible when this transaction's snapshot predates that sealer's commit)
+ * changes nothing, and the whole transaction is retried as a conflict, so
+ * no entry is chained twice. */
 
 #define SEAL_BATCH 64u
-#define SEAL_CHUNK 8u /* rows per multi-row statement (8 x 6 parameters) */
+/* Chained rows are marked with one statement per batch: 64 placeholders,
+ * the unused ones repeating the last id (an IN list ignores repeats). */
+#define P8 "?, ?, ?, ?, ?, ?, ?, ?"
+static const char mark_64[] = "UPDATE licenses SET chained = 1 WHERE chained = 0 AND id IN ("
+    P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ")";
+/* Ledger rows go in 10, 3 or 1 at a time (10 x 6 parameters fit the
+ * 64-parameter limit; at most 3 + 3 statements for a remainder). */
 #define ROW6 "(?, ?, ?, ?, ?, ?)"
-#define ROW6x8 ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6
-static const char insert_1[] =
-    "INSERT INTO ledger (seq, created_at, type, data, hash, txn) VALUES " ROW6;
-static const char insert_8[] =
-    "INSERT INTO ledger (seq, created_at, type, data, hash, txn) VALUES " ROW6x8;
-static const char delete_1[] = "DELETE FROM ledger_pending WHERE id = ?";
-static const char delete_8[] = "DELETE FROM ledger_pending WHERE id IN (?, ?, ?, ?, ?, ?, ?, ?)";
+#define INSERT_LEDGER "INSERT INTO ledger (seq, created_at, type, data, hash, txn) VALUES "
+static const char insert_1[] = INSERT_LEDGER ROW6;
+static const char insert_3[] = INSERT_LEDGER ROW6 ", " ROW6 ", " ROW6;
+static const char insert_10[] = INSERT_LEDGER ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", "
+    ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6;
+#define QUEUE_COLUMNS "SELECT id, issued_at, txn, work_id, jkt, activation, via_retailer " \
+                      "FROM licenses WHERE chained = 0 ORDER BY id LIMIT 64"
 
 typedef struct queued {
     uint64_t id, seq;
     int64_t time;
-    char type[SM_KS_LEDGER_TYPE_MAX + 1];
+    char txn[SM_KS_ID_SIZE];
+    json_t *data;
     char *text;
-    char *txn; /* NULL when none */
     uint8_t hash[SM_KS_LEDGER_HASH_LEN];
 } queued;
 
 static void free_queued(queued *q, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        json_decref(q[i].data);
         free(q[i].text);
-        free(q[i].txn);
     }
+}
+
+/* The ledger entry of a license row: the same data the license path
+ * recorded when it appended itself. */
+static sm_status queued_from_row(const sm_db_rows *rows, queued *e, sm_error *err)
+{
+    char work_id[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE];
+    int64_t activation = 0;
+    const char *via = sm_db_col_text(rows, 6, NULL);
+    sm_status st;
+    if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
+        (st = sm_db_col_int(rows, 1, &e->time, err)) != SM_OK ||
+        (st = ks_col_copy(rows, 2, e->txn, sizeof(e->txn), err)) != SM_OK ||
+        (st = ks_col_copy(rows, 3, work_id, sizeof(work_id), err)) != SM_OK ||
+        (st = ks_col_copy(rows, 4, jkt, sizeof(jkt), err)) != SM_OK ||
+        (st = sm_db_col_int(rows, 5, &activation, err)) != SM_OK)
+        return sm_error_set(err, SM_ERR_DB, "license %llu cannot be chained: a column is damaged",
+                            (unsigned long long)e->id);
+    e->data = json_pack("{s:s,s:s,s:s,s:I}", "txn", e->txn, "work_id", work_id, "jkt", jkt,
+                        "activation", (json_int_t)activation);
+    if (e->data != NULL && via != NULL && json_object_set_new(e->data, "via", json_string(via)))
+        json_decref(e->data), e->data = NULL;
+    if (e->data == NULL || (e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    return SM_OK;
 }
 
 /* locking: a locking read (the latest committed rows, whatever this
  * transaction's snapshot) for appends inside business transactions, whose
  * snapshot may predate a sealer's commit; a consistent read otherwise (the
  * sealer's snapshot starts after it locked the head, and it must not block
- * new licenses queueing). */
+ * new licenses). */
 static sm_status read_queue(sm_db_conn *c, int locking, queued *q, size_t *n, sm_error *err)
 {
     sm_db_rows *rows = NULL;
     int has = 0;
     *n = 0;
-    sm_status st = sm_db_query(c,
-                               locking ? "SELECT id, created_at, type, data, txn FROM "
-                                         "ledger_pending ORDER BY id LIMIT 64 LOCK IN SHARE MODE"
-                                       : "SELECT id, created_at, type, data, txn FROM "
-                                         "ledger_pending ORDER BY id LIMIT 64",
+    sm_status st = sm_db_query(c, locking ? QUEUE_COLUMNS " LOCK IN SHARE MODE" : QUEUE_COLUMNS,
                                NULL, 0, &rows, err);
     while (st == SM_OK && *n < SEAL_BATCH && (st = sm_db_rows_next(rows, &has, err)) == SM_OK &&
            has) {
-        queued *e = &q[*n];
-        memset(e, 0, sizeof(*e));
-        const char *text = sm_db_col_text(rows, 3, NULL), *txn = sm_db_col_text(rows, 4, NULL);
-        if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
-            (st = sm_db_col_int(rows, 1, &e->time, err)) != SM_OK ||
-            (st = ks_col_copy(rows, 2, e->type, sizeof(e->type), err)) != SM_OK)
-            break;
-        if (text == NULL || (e->text = strdup(text)) == NULL ||
-            (txn != NULL && (e->txn = strdup(txn)) == NULL)) {
-            free(e->text);
-            st = text == NULL ? sm_error_set(err, SM_ERR_DB, "queued ledger entry %llu has no data",
-                                             (unsigned long long)e->id)
-                              : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-            break;
-        }
+        memset(&q[*n], 0, sizeof(q[*n]));
+        st = queued_from_row(rows, &q[*n], err);
         (*n)++;
     }
     sm_db_rows_free(rows);
     return st;
 }
 
-/* Deletes the chained rows from the queue; all of them must still be there. */
-static sm_status dequeue(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
+/* Marks the chained rows; all of them must still be unchained. */
+static sm_status mark_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
 {
-    for (size_t i = 0; i < n;) {
-        size_t k = n - i >= SEAL_CHUNK ? SEAL_CHUNK : 1;
-        sm_db_param p[SEAL_CHUNK];
-        for (size_t j = 0; j < k; j++)
-            p[j] = sm_db_uint(q[i + j].id);
-        uint64_t affected = 0;
-        sm_status st = sm_db_exec(c, k == SEAL_CHUNK ? delete_8 : delete_1, p, k, &affected, err);
-        if (st != SM_OK)
-            return st;
-        if (affected != k)
-            return sm_error_set(err, SM_ERR_CONFLICT,
-                                "queued ledger entries were sealed by another transaction");
-        i += k;
-    }
-    return SM_OK;
+    sm_db_param p[SEAL_BATCH];
+    for (size_t i = 0; i < SEAL_BATCH; i++)
+        p[i] = sm_db_uint(q[i < n ? i : n - 1].id);
+    uint64_t affected = 0;
+    sm_status st = sm_db_exec(c, mark_64, p, SEAL_BATCH, &affected, err);
+    if (st == SM_OK && affected != n)
+        st = sm_error_set(err, SM_ERR_CONFLICT,
+                          "queued ledger entries were sealed by another transaction");
+    return st;
 }
 
 static sm_status insert_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
 {
     for (size_t i = 0; i < n;) {
-        size_t k = n - i >= SEAL_CHUNK ? SEAL_CHUNK : 1;
-        sm_db_param p[6 * SEAL_CHUNK];
+        size_t k = n - i >= 10 ? 10 : n - i >= 3 ? 3 : 1;
+        const char *sql = k == 10 ? insert_10 : k == 3 ? insert_3 : insert_1;
+        sm_db_param p[6 * 10];
         for (size_t j = 0; j < k; j++) {
             const queued *e = &q[i + j];
             p[6 * j] = sm_db_uint(e->seq);
             p[6 * j + 1] = sm_db_int(e->time);
-            p[6 * j + 2] = sm_db_text(e->type);
+            p[6 * j + 2] = sm_db_text("license");
             p[6 * j + 3] = sm_db_text(e->text);
             p[6 * j + 4] = sm_db_blob(e->hash, sizeof(e->hash));
             p[6 * j + 5] = sm_db_text(e->txn);
         }
-        sm_status st = sm_db_exec(c, k == SEAL_CHUNK ? insert_8 : insert_1, p, 6 * k, NULL, err);
+        sm_status st = sm_db_exec(c, sql, p, 6 * k, NULL, err);
         if (st != SM_OK)
             return st;
         i += k;
@@ -186,20 +196,12 @@ static sm_status seal_batch(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, ui
     uint8_t h[SM_KS_LEDGER_HASH_LEN];
     memcpy(h, head, sizeof(h));
     for (size_t i = 0; st == SM_OK && i < n; i++) {
-        json_t *data = NULL;
-        sm_error inner = {0};
-        if (sm_ks_ledger_data_from_text(q[i].text, strlen(q[i].text), &data, &inner) != SM_OK) {
-            st = sm_error_set(err, SM_ERR_DB, "queued ledger entry %llu is damaged: %s",
-                              (unsigned long long)q[i].id, inner.message);
-            break;
-        }
         q[i].seq = ++s;
-        sm_ks_ledger_entry e = {q[i].seq, q[i].time, q[i].type, data};
+        sm_ks_ledger_entry e = {q[i].seq, q[i].time, "license", q[i].data};
         st = sm_ks_ledger_hash(h, &e, h, err);
-        json_decref(data);
         memcpy(q[i].hash, h, sizeof(h));
     }
-    if (st == SM_OK && n > 0 && (st = dequeue(c, q, n, err)) == SM_OK)
+    if (st == SM_OK && n > 0 && (st = mark_chained(c, q, n, err)) == SM_OK)
         st = insert_chained(c, q, n, err);
     for (size_t i = 0; st == SM_OK && i < n; i++) {
         if (ctx->checkpoint_every > 0 && q[i].seq % ctx->checkpoint_every == 0)
@@ -273,25 +275,6 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
     return st;
 }
 
-sm_status sm_ks_ledger_enqueue(sm_db_conn *c, const sm_ks_ctx *ctx, const char *type,
-                               const char *txn, json_t *data, sm_error *err)
-{
-    /* Checked now, so that sealing cannot meet an entry it must refuse. */
-    sm_ks_ledger_entry e = {1, sm_ks_now(ctx), type, data};
-    sm_status st = sm_ks_ledger_check_entry(&e, err);
-    if (st != SM_OK)
-        return st;
-    char *text = sm_ks_ledger_data_to_text(data);
-    if (text == NULL)
-        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    st = sm_db_exec(c, "INSERT INTO ledger_pending (created_at, type, data, txn) VALUES (?, ?, ?, ?)",
-                    SM_DB_PARAMS(sm_db_int(e.time), sm_db_text(type), sm_db_text(text),
-                                 sm_db_text(txn)),
-                    NULL, err);
-    free(text);
-    return st;
-}
-
 typedef struct seal_args {
     const sm_ks_ctx *ctx;
     size_t sealed;
@@ -326,7 +309,7 @@ sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *er
     if (st != SM_OK)
         return st;
     sm_db_rows *rows = NULL;
-    st = sm_db_query(c, "SELECT id FROM ledger_pending LIMIT 1", NULL, 0, &rows, err);
+    st = sm_db_query(c, "SELECT id FROM licenses WHERE chained = 0 LIMIT 1", NULL, 0, &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, &any, err);
     sm_db_rows_free(rows);

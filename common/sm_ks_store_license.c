@@ -166,26 +166,19 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
                                   ctx->n_media_stores, &dt, now, ctx->delivery_lifetime,
                                   &delivery, err);
     }
+    /* The row is also the license's ledger entry, queued (chained = 0):
+     * no head lock here, which would serialise every license; a sealer
+     * chains it within milliseconds (FORMATS.md §7.5). */
     if (st == SM_OK)
         st = sm_db_exec(c,
                         "INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, "
-                        "via_retailer) VALUES (?, ?, ?, ?, ?, ?)",
+                        "via_retailer, work_id, activation, chained) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                         SM_DB_PARAMS(sm_db_text(v->txn), sm_db_text(a->proof->jkt),
                                      sm_db_int(now), sm_db_text(a->proof->jti),
-                                     sm_db_text(dt.jti), sm_db_text(a->via_retailer)),
+                                     sm_db_text(dt.jti), sm_db_text(a->via_retailer),
+                                     sm_db_text(t->work_id), sm_db_uint(d->activations_after)),
                         NULL, err);
-    if (st == SM_OK) {
-        json_t *data = json_pack("{s:s,s:s,s:s,s:I}", "txn", v->txn, "work_id", t->work_id,
-                                 "jkt", a->proof->jkt, "activation",
-                                 (json_int_t)d->activations_after);
-        if (data != NULL && a->via_retailer != NULL)
-            json_object_set_new(data, "via", json_string(a->via_retailer));
-        /* Queued, not chained here: the head lock would serialise every
-         * license (the sealer chains it within milliseconds). */
-        st = data != NULL ? sm_ks_ledger_enqueue(c, ctx, "license", v->txn, data, err)
-                          : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        json_decref(data);
-    }
     if (st == SM_OK) {
         json_t *terms = sm_ks_terms_to_json(&t->terms);
         json_t *o = terms != NULL

@@ -54,10 +54,10 @@ static apr_status_t free_voucher_cache(void *data)
 }
 
 /* ---- ledger sealer ----------------------------------------------------------
- * Licenses queue their ledger entry (sm_ks_ledger_enqueue); one thread per
+ * A license row is its queued ledger entry (FORMATS.md §7.5); one thread per
  * child and virtual host chains the queue every KS_SEAL_INTERVAL_MS. */
 
-#define KS_SEAL_INTERVAL_MS 20
+#define KS_SEAL_INTERVAL_MS 100
 
 typedef struct ks_sealer {
     pthread_t thread;

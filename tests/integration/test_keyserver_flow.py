@@ -153,7 +153,7 @@ def test_checkpoints(env, sm_workspace):
 
 
 def test_queued_license_entries(env, sm_workspace):
-    """License entries are queued with the license and chained by the
+    """A license's row is its queued ledger entry, chained by the
     children's sealers: gapless, in order, checkpoints at their interval
     also inside a batch, and an export seals what is still queued."""
     ks = KeyServer(env, checkpoint_every=5, activation_limit=100)
@@ -174,16 +174,21 @@ def test_queued_license_entries(env, sm_workspace):
         ("5",), ("10",), ("15",)]
     assert ks.query("SELECT seq, hash = (SELECT hash FROM ledger WHERE seq = 16) "
                     "FROM ledger_head") == [("16", "1")]
-    # An entry queued right before an export is in it, whether a sealer or
-    # the export's own sealing chains it.
-    ks.query("INSERT INTO ledger_pending (created_at, type, data, txn) VALUES "
-             "(UNIX_TIMESTAMP(), 'license', '{\"activation\":13}', NULL)")
+    # A license row queued right before an export is in it, whether a
+    # sealer or the export's own sealing chains it.
+    ks.query("INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, work_id, "
+             "activation) VALUES ('%s', '%s', UNIX_TIMESTAMP(), 'proof-jti-0000000013', "
+             "'delivery-jti-00000013', '%s', 13)" % (reservation["txn"], device.jkt,
+                                                     cat.work_id))
     export = ks.client("admin").get("/v1/ledger/export")
     assert export.status_code == 200
     code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
     assert code == 0, (out, err)
     assert "ledger ok: 17 entries" in out, out
-    assert ks.query("SELECT COUNT(*) FROM ledger_pending") == [("0",)]
+    assert ks.query("SELECT COUNT(*) FROM licenses WHERE chained = 0") == [("0",)]
+    last = json.loads(ks.query("SELECT data FROM ledger WHERE seq = 17")[0][0])
+    assert last == {"txn": reservation["txn"], "work_id": cat.work_id, "jkt": device.jkt,
+                    "activation": 13}
 
 
 def test_spent_proof_ids_are_purged(env):
