@@ -9,20 +9,30 @@
 
 #include "sm_ks_store_int.h"
 
-/* Reads the head (locked FOR UPDATE when lock). */
+#define HEAD_LOCK_SKIP 2 /* read_head: lock, or give up at once if another holds it */
+
+/* Reads the head (locked FOR UPDATE when lock). With HEAD_LOCK_SKIP, a
+ * head another transaction holds is SM_ERR_NOT_FOUND at once. */
 static sm_status read_head(sm_db_conn *c, int lock, uint64_t *seq,
                            uint8_t hash[SM_KS_LEDGER_HASH_LEN], sm_error *err)
 {
     sm_db_rows *rows = NULL;
     int has = 0;
     size_t len = 0;
-    sm_status st = sm_db_query(c,
-                               lock ? "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE"
-                                    : "SELECT seq, hash FROM ledger_head WHERE id = 1",
-                               NULL, 0, &rows, err);
+    sm_status st = sm_db_query(
+        c,
+        lock == HEAD_LOCK_SKIP ? "SELECT seq, hash FROM ledger_head WHERE id = 1 "
+                                 "FOR UPDATE SKIP LOCKED"
+        : lock                 ? "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE"
+                               : "SELECT seq, hash FROM ledger_head WHERE id = 1",
+        NULL, 0, &rows, err);
     if (st != SM_OK)
         return st;
-    if ((st = sm_db_rows_next(rows, &has, err)) == SM_OK) {
+    if ((st = sm_db_rows_next(rows, &has, err)) == SM_OK && !has && lock == HEAD_LOCK_SKIP) {
+        sm_db_rows_free(rows);
+        return SM_ERR_NOT_FOUND;
+    }
+    if (st == SM_OK) {
         const char *h = has ? sm_db_col_text(rows, 1, &len) : NULL;
         if (!has || h == NULL || len != SM_KS_LEDGER_HASH_LEN)
             st = sm_error_set(err, SM_ERR_DB, "the ledger head row is missing or damaged");
@@ -68,7 +78,10 @@ static sm_status store_checkpoint(sm_db_conn *c, const sm_ks_ctx *ctx, uint64_t 
 /* Chained rows are marked with one statement per batch: 64 placeholders,
  * the unused ones repeating the last id (an IN list ignores repeats). */
 #define P8 "?, ?, ?, ?, ?, ?, ?, ?"
-static const char mark_64[] = "UPDATE licenses SET chained = 1 WHERE chained = 0 AND id IN ("
+/* By primary key only: a scan of (chained, id) would next-key-lock the
+ * queue's end and make new licenses wait for the sealer. */
+static const char mark_64[] = "UPDATE licenses FORCE INDEX (PRIMARY) SET chained = 1 "
+    "WHERE chained = 0 AND id IN ("
     P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ")";
 /* Ledger rows go in 10, 3 or 1 at a time (10 x 6 parameters fit the
  * 64-parameter limit; at most 3 + 3 statements for a remainder). */
@@ -287,7 +300,12 @@ static sm_status seal_tx(sm_db_conn *c, void *argp, sm_error *err)
     uint64_t seq = 0;
     uint8_t head[SM_KS_LEDGER_HASH_LEN];
     a->sealed = 0;
-    sm_status st = read_head(c, 1, &seq, head, err);
+    /* Another sealer (a child, an append, a checkpoint) holds the head:
+     * it chains the queue, this one need not wait for it with a pooled
+     * connection. */
+    sm_status st = read_head(c, HEAD_LOCK_SKIP, &seq, head, err);
+    if (st == SM_ERR_NOT_FOUND)
+        return SM_OK;
     if (st == SM_OK)
         st = seal_batch(c, a->ctx, 0, &seq, head, &a->sealed, err);
     if (st == SM_OK && a->sealed > 0)

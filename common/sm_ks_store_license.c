@@ -44,6 +44,7 @@ typedef struct txn_row {
     sm_ks_terms terms;
     int64_t contract_id, rental_started_at, activations, key_version, kek_version;
     int withdrawn, paid, txn_revoked, device_revoked, contract_allows;
+    int proof_spent; /* the proof's id is recorded by a refusal */
     uint8_t wrapped[SM_KS_WRAPPED_KEY_LEN];
 } txn_row;
 
@@ -70,13 +71,15 @@ static sm_status count_activation(sm_db_conn *c, const char *txn, int64_t now, i
  * licenses of one work do not wait for each other and a withdrawal waits
  * for them), whether a payment is recorded, whether the transaction or the
  * device is revoked, and whether the contract still offers these terms.
- * Every join is on a primary key, so there is one row at most. The
- * activations and rental start read here already count this license. */
-static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, int *found,
-                            sm_error *err)
+ * Also whether a refusal spent the proof's id (dpop_jtis; one spent by a
+ * license meets the unique key of the license's row, see license_tx).
+ * Every join is on a primary key, so there is one row at most. The activations and
+ * rental start read here already count this license. */
+static sm_status load_facts(sm_db_conn *c, const char *txn, const sm_dpop_result *proof,
+                            txn_row *t, int *found, sm_error *err)
 {
     sm_db_rows *rows = NULL;
-    int64_t flags[4] = {0, 0, 0, 0};
+    int64_t flags[5] = {0, 0, 0, 0, 0};
     *found = 0;
     sm_status st = sm_db_query(
         c,
@@ -84,7 +87,7 @@ static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, int *fou
         "t.rental_started_at, t.activations, "
         "w.key_version, w.kek_version, w.wrapped_key, w.withdrawn_at, "
         "p.txn IS NOT NULL, rt.subject IS NOT NULL, rd.subject IS NOT NULL, "
-        "o.contract_id IS NOT NULL "
+        "o.contract_id IS NOT NULL, dj.jti IS NOT NULL "
         "FROM transactions t "
         "JOIN works w ON w.work_id = t.work_id "
         "LEFT JOIN payments p ON p.txn = t.txn "
@@ -93,8 +96,10 @@ static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, int *fou
         "LEFT JOIN (contracts k JOIN contract_offers o ON o.contract_id = k.contract_id) "
         "ON k.contract_id = t.contract_id AND k.revoked_at IS NULL "
         "AND o.license_type = t.license_type AND o.duration = t.duration "
+        "LEFT JOIN dpop_jtis dj ON dj.jkt = ? AND dj.jti = ? "
         "WHERE t.txn = ? LOCK IN SHARE MODE",
-        SM_DB_PARAMS(sm_db_text(txn)), &rows, err);
+        SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti), sm_db_text(txn)),
+        &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, found, err);
     if (st == SM_OK && !*found)
@@ -120,7 +125,8 @@ static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, int *fou
             (st = sm_db_col_int(rows, 12, &flags[0], err)) == SM_OK &&
             (st = sm_db_col_int(rows, 13, &flags[1], err)) == SM_OK &&
             (st = sm_db_col_int(rows, 14, &flags[2], err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 15, &flags[3], err)) == SM_OK) {
+            (st = sm_db_col_int(rows, 15, &flags[3], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 16, &flags[4], err)) == SM_OK) {
             if (wrapped == NULL || wrapped_len != SM_KS_WRAPPED_KEY_LEN)
                 st = sm_error_set(err, SM_ERR_DB, "the wrapped key of work %s is damaged",
                                   t->work_id);
@@ -138,6 +144,7 @@ static sm_status load_facts(sm_db_conn *c, const char *txn, txn_row *t, int *fou
     t->txn_revoked = flags[1] != 0;
     t->device_revoked = flags[2] != 0;
     t->contract_allows = flags[3] == 1;
+    t->proof_spent = flags[4] != 0;
     return st;
 }
 
@@ -179,6 +186,12 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
                                      sm_db_text(dt.jti), sm_db_text(a->via_retailer),
                                      sm_db_text(t->work_id), sm_db_uint(d->activations_after)),
                         NULL, err);
+    if (st == SM_ERR_DUPLICATE) {
+        /* A license with this proof exists (committed): a replay. */
+        sm_ks_result_clear(a->out);
+        refuse_verdict(a->out, SM_KS_REFUSE_PROOF_REPLAYED);
+        st = KS_REFUSED;
+    }
     if (st == SM_OK) {
         json_t *terms = sm_ks_terms_to_json(&t->terms);
         json_t *o = terms != NULL
@@ -215,27 +228,23 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     sm_ks_result_clear(a->out);
     a->spend_proof = 0;
 
-    /* Single use: the unique key decides, atomically, across every node. */
-    sm_status st = sm_db_exec(c, "INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES (?, ?, ?)",
-                              SM_DB_PARAMS(sm_db_text(a->proof->jkt), sm_db_text(a->proof->jti),
-                                           sm_db_int(f->now)),
-                              NULL, err);
-    if (st == SM_ERR_DUPLICATE) {
-        f->proof_jti_fresh = 0;
-        refuse_verdict(a->out, sm_ks_license_decide(f).verdict);
-        return KS_REFUSED;
-    }
+    /* Single use: unique keys decide, atomically, across every node. A
+     * granted license's row carries the proof's id (unique with the jkt):
+     * a second license with the proof fails on that key, after the first
+     * commits. A refusal records the id in dpop_jtis (spend_proof), which
+     * the locking read in load_facts sees (and gap-locks when absent, so a
+     * refusal spending it waits for this transaction); a refusal also
+     * finds an id a license spent (spend_proof). */
+    int found = 0;
+    sm_status st = count_activation(c, v->txn, f->now, &found, err);
     if (st != SM_OK)
         return st;
-    f->proof_jti_fresh = 1;
-
-    int found = 0;
-    if ((st = count_activation(c, v->txn, f->now, &found, err)) != SM_OK)
-        return st;
     f->txn_found = found;
+    f->proof_jti_fresh = 1;
     if (found) {
-        if ((st = load_facts(c, v->txn, &t, &found, err)) != SM_OK)
+        if ((st = load_facts(c, v->txn, a->proof, &t, &found, err)) != SM_OK)
             return st;
+        f->proof_jti_fresh = !t.proof_spent;
         f->txn_work_id = t.work_id;
         f->txn_retailer = t.retailer;
         f->txn_jkt = t.jkt;
@@ -252,34 +261,41 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     sm_ks_license_decision d = sm_ks_license_decide(f);
     if (d.verdict != SM_KS_LICENSE_ALLOW) {
         /* Roll back the counted activation; the proof is spent in a
-         * transaction of its own (sm_ks_issue_license). */
+         * statement of its own (spend_proof). */
         refuse_verdict(a->out, d.verdict);
-        a->spend_proof = 1;
+        a->spend_proof = d.verdict != SM_KS_REFUSE_PROOF_REPLAYED;
         return KS_REFUSED;
     }
     return grant(c, a, &t, &d, err);
 }
 
-/* A refusal decided after the transaction counted the activation rolled
- * the whole transaction back, the proof's id with it: record the id again,
- * so the proof is spent even when the answer is no. A concurrent request
- * with the same proof may have recorded it meanwhile: spent either way. If
- * the database fails here, the answer is the failure (503), not the
- * refusal. */
+/* A refusal rolled the whole transaction back: record the proof's id on
+ * its own, so that the proof is spent even when the answer is no, unless a
+ * license already carries it. When it turns out spent (a concurrent
+ * request, or an unknown transaction's replay), the answer is
+ * proof-replayed, which sm_ks_license_decide puts before every database
+ * fact. If the database fails here, the answer is the failure (503). */
 static sm_status spend_proof(const sm_ks_ctx *ctx, const sm_dpop_result *proof, int64_t now,
                              sm_ks_result *out, sm_error *err)
 {
     sm_db_conn *c = NULL;
+    uint64_t added = 0;
     sm_status st = sm_db_acquire(ctx->db, &c, err);
     if (st == SM_OK) {
-        st = sm_db_exec(c, "INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES (?, ?, ?)",
+        st = sm_db_exec(c,
+                        "INSERT INTO dpop_jtis (jkt, jti, seen_at) SELECT ?, ?, ? FROM DUAL "
+                        "WHERE NOT EXISTS (SELECT 1 FROM licenses WHERE jkt = ? AND "
+                        "proof_jti = ?)",
                         SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti),
-                                     sm_db_int(now)),
-                        NULL, err);
+                                     sm_db_int(now), sm_db_text(proof->jkt),
+                                     sm_db_text(proof->jti)),
+                        &added, err);
         sm_db_release(c);
     }
-    if (st == SM_ERR_DUPLICATE)
+    if (st == SM_ERR_DUPLICATE || (st == SM_OK && added == 0)) {
+        refuse_verdict(out, SM_KS_REFUSE_PROOF_REPLAYED);
         st = SM_OK;
+    }
     if (st != SM_OK)
         sm_ks_result_clear(out);
     return st;

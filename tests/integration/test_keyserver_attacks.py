@@ -138,6 +138,17 @@ def test_replayed_and_stale_proofs(sold):
     r = request_license(ks, device, reservation["voucher"], proof=proof)
     assert_problem(r, 401, "proof-replayed")
     assert "DPoP" in r.headers["WWW-Authenticate"]
+    # Spent by a license, it is spent for every other voucher too; spent by
+    # a refusal, it cannot win a license afterwards.
+    unpaid = cat.reserve(device)
+    assert_problem(request_license(ks, device, unpaid["voucher"], proof=proof), 401,
+                   "proof-replayed")
+    refused = device.proof(ks.license_url)
+    assert_problem(request_license(ks, device, unpaid["voucher"], proof=refused), 402,
+                   "not-paid")
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=refused), 401,
+                   "proof-replayed")
+    assert ks.query("SELECT COUNT(*) FROM licenses") == [("1",)]
     stale = device.proof(ks.license_url, iat=int(time.time()) - 3600)
     assert_problem(request_license(ks, device, reservation["voucher"], proof=stale), 401,
                    "proof-stale")

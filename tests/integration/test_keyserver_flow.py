@@ -197,7 +197,15 @@ def test_spent_proof_ids_are_purged(env):
     cat = Catalog(ks)
     device = Device()
     reservation = cat.sold(device)
-    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    proof = device.proof(ks.license_url)
+    assert request_license(ks, device, reservation["voucher"], proof=proof).status_code == 200
+    # A granted license records its proof id in its own row, not here.
+    assert ks.query("SELECT COUNT(*) FROM dpop_jtis") == [("0",)]
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=proof), 401,
+                   "proof-replayed")
+    # A refusal records its proof's id here.
+    unpaid = cat.reserve(device)
+    assert_problem(request_license(ks, device, unpaid["voucher"]), 402, "not-paid")
     # One proof id from long ago, one current.
     ks.query("INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES ('%s', 'old-proof-id-0000', 1)"
              % device.jkt)
