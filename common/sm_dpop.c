@@ -247,6 +247,12 @@ out:
 sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *expect,
                          sm_dpop_result *out, sm_error *err)
 {
+    return sm_dpop_verify_key(proof, len, expect, out, NULL, err);
+}
+
+sm_status sm_dpop_verify_key(const char *proof, size_t len, const sm_dpop_expect *expect,
+                             sm_dpop_result *out, sm_jwk **key_out, sm_error *err)
+{
     static const sm_json_field header_fields[] = {{"typ", SM_JSON_STRING, 1},
                                                   {"alg", SM_JSON_STRING, 1},
                                                   {"jwk", SM_JSON_OBJECT, 1},
@@ -254,6 +260,8 @@ sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *ex
     static const sm_json_field claim_fields[] = {
         {"jti", SM_JSON_STRING, 1}, {"htm", SM_JSON_STRING, 1}, {"htu", SM_JSON_STRING, 1},
         {"iat", SM_JSON_INTEGER, 1}, {"ath", SM_JSON_STRING, 0}, {NULL, 0, 0}};
+    if (key_out != NULL)
+        *key_out = NULL;
     if (out == NULL)
         return sm_error_set(err, SM_ERR_ARG, "DPoP: no output given");
     memset(out, 0, sizeof(*out));
@@ -303,11 +311,11 @@ sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *ex
                           "the public key only (and that private key must now be replaced)");
         goto out;
     }
-    if ((st = smj_jwk_from_object(jwk, 0, "DPoP proof jwk", &key, err)) != SM_OK)
+    /* A device that comes back is found in the key cache: its point was
+     * validated and its thumbprint computed when it was first seen. */
+    if ((st = smj_jwk_from_object_cached(jwk, "DPoP proof jwk", &key, out->jkt, err)) != SM_OK)
         goto out;
     if ((st = smj_es256_verify(proof, len, segs, key, "DPoP proof", err)) != SM_OK)
-        goto out;
-    if ((st = sm_jwk_thumbprint(key, out->jkt, err)) != SM_OK)
         goto out;
     if (expect->jkt != NULL &&
         (strlen(expect->jkt) != SM_JKT_SIZE - 1 ||
@@ -379,6 +387,10 @@ sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *ex
     memcpy(out->jti, jti, strlen(jti) + 1);
     out->iat = (int64_t)iat;
     st = SM_OK;
+    if (key_out != NULL) {
+        *key_out = key;
+        key = NULL;
+    }
 out:
     if (st != SM_OK)
         memset(out, 0, sizeof(*out));

@@ -211,6 +211,13 @@ typedef struct sm_dpop_result {
 sm_status sm_dpop_verify(const char *proof, size_t len, const sm_dpop_expect *expect,
                          sm_dpop_result *out, sm_error *err);
 
+/* The same, and on success hands back the proof's public key (key_out may
+ * be NULL), e.g. to wrap a media key to it. The key may be shared with a
+ * cache of device keys: use it read-only (no sm_jwk_set_kid) and release
+ * it with sm_jwk_free. */
+sm_status sm_dpop_verify_key(const char *proof, size_t len, const sm_dpop_expect *expect,
+                             sm_dpop_result *out, sm_jwk **key_out, sm_error *err);
+
 /* Compares two http(s) URLs as RFC 9449 §4.3 asks for htu: scheme and host
  * case-insensitively, default ports normalised, path byte-exact (empty = "/"),
  * query and fragment ignored. 1 = same, 0 = different or not an http(s) URL. */

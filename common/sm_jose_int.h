@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <cjose/cjose.h>
+#include <openssl/evp.h>
 
 #include "sm_b64.h"
 #include "sm_jose.h"
@@ -23,6 +24,13 @@ struct sm_jwk {
     uint8_t y[SMJ_COORD_LEN];
     sm_secret *d; /* NULL for a public key */
     char *kid;    /* NULL when absent */
+    /* The public key as an OpenSSL key, made on first use
+     * (smj_jwk_public_pkey) and kept: keys are shared between threads, so
+     * it is published with an atomic compare-and-swap. */
+    EVP_PKEY *pub;
+    /* References: sm_jwk_free drops one; the last frees. Keys held by the
+     * device-key cache are shared with the requests that use them. */
+    unsigned refs;
 };
 
 /* One segment of a compact serialization. */
@@ -66,6 +74,21 @@ sm_status smj_jwk_from_raw(const uint8_t x[SMJ_COORD_LEN], const uint8_t y[SMJ_C
  * allow_private 0 refuses a "d" member with "what holds a private key". */
 sm_status smj_jwk_from_object(json_t *obj, int allow_private, const char *what, sm_jwk **out,
                               sm_error *err);
+
+/* The public key as an OpenSSL EVP_PKEY owned by jwk (do not free); NULL
+ * when OpenSSL fails. Thread-safe. */
+EVP_PKEY *smj_jwk_public_pkey(const sm_jwk *jwk);
+
+/* Another reference to jwk (released with sm_jwk_free). */
+sm_jwk *smj_jwk_ref(const sm_jwk *jwk);
+
+/* Like smj_jwk_from_object(obj, 0, ...), the same checks in the same order,
+ * but a public key without kid is looked up in a bounded process-wide
+ * cache keyed by its exact coordinates, so a device that comes back skips
+ * the point validation and the key construction. jkt_out (may be NULL)
+ * receives the RFC 7638 thumbprint. *out is a reference: sm_jwk_free. */
+sm_status smj_jwk_from_object_cached(json_t *obj, const char *what, sm_jwk **out,
+                                     char jkt_out[SM_JKT_SIZE], sm_error *err);
 
 /* The public JWK as a new JSON object (kid included when with_kid). */
 json_t *smj_jwk_public_object(const sm_jwk *jwk, int with_kid);

@@ -18,6 +18,8 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
+#include <openssl/params.h>
+#include <pthread.h>
 
 #include "sm_file.h"
 #include "sm_jose_int.h"
@@ -114,6 +116,7 @@ sm_status smj_jwk_from_raw(const uint8_t x[SMJ_COORD_LEN], const uint8_t y[SMJ_C
     sm_jwk *jwk = calloc(1, sizeof(*jwk));
     if (jwk == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "JWK: out of memory");
+    jwk->refs = 1;
     memcpy(jwk->x, x, SMJ_COORD_LEN);
     memcpy(jwk->y, y, SMJ_COORD_LEN);
     if (kid != NULL && (jwk->kid = strdup(kid)) == NULL) {
@@ -167,14 +170,19 @@ static sm_status decode_coord(json_t *obj, const char *name, uint8_t out[SMJ_COO
     return SM_OK;
 }
 
-sm_status smj_jwk_from_object(json_t *obj, int allow_private, const char *what, sm_jwk **out,
-                              sm_error *err)
+/* The checks of a JWK object: members, kty, crv, use, alg, kid, the
+ * coordinates and d. Fills x, y, *kid_out (points into obj) and *d_out (a
+ * new secret, or NULL for a public key). */
+static sm_status parse_object(json_t *obj, int allow_private, const char *what,
+                              uint8_t x[SMJ_COORD_LEN], uint8_t y[SMJ_COORD_LEN],
+                              const char **kid_out, sm_secret **d_out, sm_error *err)
 {
     static const sm_json_field fields[] = {
         {"kty", SM_JSON_STRING, 1}, {"crv", SM_JSON_STRING, 1}, {"x", SM_JSON_STRING, 1},
         {"y", SM_JSON_STRING, 1},   {"d", SM_JSON_STRING, 0},   {"kid", SM_JSON_STRING, 0},
         {"use", SM_JSON_STRING, 0}, {"alg", SM_JSON_STRING, 0}, {NULL, 0, 0}};
-    *out = NULL;
+    *kid_out = NULL;
+    *d_out = NULL;
     if (!json_is_object(obj))
         return sm_error_set(err, SM_ERR_FORMAT, "%s: a JWK must be a JSON object", what);
     json_t *dv = json_object_get(obj, "d");
@@ -215,7 +223,6 @@ sm_status smj_jwk_from_object(json_t *obj, int allow_private, const char *what, 
     }
     if (kid != NULL && (st = smj_check_kid(kid, what, err)) != SM_OK)
         goto out;
-    uint8_t x[SMJ_COORD_LEN], y[SMJ_COORD_LEN];
     if ((st = decode_coord(obj, "x", x, what, err)) != SM_OK ||
         (st = decode_coord(obj, "y", y, what, err)) != SM_OK)
         goto out;
@@ -236,13 +243,107 @@ sm_status smj_jwk_from_object(json_t *obj, int allow_private, const char *what, 
             goto out;
         }
     }
-    st = smj_jwk_from_raw(x, y, d != NULL ? d->bytes : NULL, kid, out, err);
+    *kid_out = kid;
+    *d_out = d;
+    d = NULL;
 out:
     sm_secret_free(d);
     /* The private member's text is secret too: wipe it where jansson keeps it. */
     if (dv != NULL && json_is_string(dv))
         sm_wipe((char *)json_string_value(dv), json_string_length(dv));
     return st;
+}
+
+sm_status smj_jwk_from_object(json_t *obj, int allow_private, const char *what, sm_jwk **out,
+                              sm_error *err)
+{
+    uint8_t x[SMJ_COORD_LEN], y[SMJ_COORD_LEN];
+    const char *kid = NULL;
+    sm_secret *d = NULL;
+    *out = NULL;
+    sm_status st = parse_object(obj, allow_private, what, x, y, &kid, &d, err);
+    if (st == SM_OK)
+        st = smj_jwk_from_raw(x, y, d != NULL ? d->bytes : NULL, kid, out, err);
+    sm_secret_free(d);
+    return st;
+}
+
+/* ---- device-key cache -------------------------------------------------- */
+
+/* Validated public keys without kid (device keys from proofs), direct-mapped
+ * by coordinates. A colliding key only evicts another: the cache stays
+ * bounded whatever keys clients send. */
+#define DEVKEY_CACHE_SLOTS 1024u
+
+typedef struct devkey_slot {
+    sm_jwk *key;
+    char jkt[SM_JKT_SIZE];
+} devkey_slot;
+
+static devkey_slot devkey_cache[DEVKEY_CACHE_SLOTS];
+static pthread_mutex_t devkey_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t devkey_index(const uint8_t x[SMJ_COORD_LEN], const uint8_t y[SMJ_COORD_LEN])
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < 8; i++)
+        h = (h ^ x[i] ^ ((uint32_t)y[i] << 8)) * 16777619u;
+    return h % DEVKEY_CACHE_SLOTS;
+}
+
+sm_status smj_jwk_from_object_cached(json_t *obj, const char *what, sm_jwk **out,
+                                     char jkt_out[SM_JKT_SIZE], sm_error *err)
+{
+    uint8_t x[SMJ_COORD_LEN], y[SMJ_COORD_LEN];
+    const char *kid = NULL;
+    sm_secret *d = NULL;
+    char jkt[SM_JKT_SIZE];
+    *out = NULL;
+    sm_status st = parse_object(obj, 0, what, x, y, &kid, &d, err);
+    sm_secret_free(d); /* always NULL: private keys are refused above */
+    if (st != SM_OK)
+        return st;
+    if (kid != NULL) {
+        /* Keys with a kid are not device keys from proofs: no caching. */
+        if ((st = smj_jwk_from_raw(x, y, NULL, kid, out, err)) == SM_OK && jkt_out != NULL &&
+            (st = sm_jwk_thumbprint(*out, jkt_out, err)) != SM_OK) {
+            sm_jwk_free(*out);
+            *out = NULL;
+        }
+        return st;
+    }
+    size_t i = devkey_index(x, y);
+    pthread_mutex_lock(&devkey_lock);
+    devkey_slot *slot = &devkey_cache[i];
+    if (slot->key != NULL && memcmp(slot->key->x, x, SMJ_COORD_LEN) == 0 &&
+        memcmp(slot->key->y, y, SMJ_COORD_LEN) == 0) {
+        *out = smj_jwk_ref(slot->key);
+        if (jkt_out != NULL)
+            memcpy(jkt_out, slot->jkt, SM_JKT_SIZE);
+        pthread_mutex_unlock(&devkey_lock);
+        return SM_OK;
+    }
+    pthread_mutex_unlock(&devkey_lock);
+    /* A miss: validate and build outside the lock. */
+    sm_jwk *key = NULL;
+    if ((st = smj_jwk_from_raw(x, y, NULL, NULL, &key, err)) != SM_OK)
+        return st;
+    if ((st = sm_jwk_thumbprint(key, jkt, err)) != SM_OK) {
+        sm_jwk_free(key);
+        return st;
+    }
+    (void)smj_jwk_public_pkey(key); /* made once here rather than per use */
+    sm_jwk *evicted = NULL;
+    pthread_mutex_lock(&devkey_lock);
+    evicted = slot->key;
+    slot->key = smj_jwk_ref(key);
+    memcpy(slot->jkt, jkt, SM_JKT_SIZE);
+    pthread_mutex_unlock(&devkey_lock);
+    sm_jwk_free(evicted);
+    *out = key;
+    if (jkt_out != NULL)
+        memcpy(jkt_out, jkt, SM_JKT_SIZE);
+    return SM_OK;
 }
 
 sm_status sm_jwk_from_json(const char *json, size_t len, sm_jwk **out, sm_error *err)
@@ -298,10 +399,52 @@ out:
     return st;
 }
 
+sm_jwk *smj_jwk_ref(const sm_jwk *jwk)
+{
+    sm_jwk *k = (sm_jwk *)jwk;
+    __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+    return k;
+}
+
+EVP_PKEY *smj_jwk_public_pkey(const sm_jwk *jwk)
+{
+    sm_jwk *k = (sm_jwk *)jwk;
+    EVP_PKEY *have = __atomic_load_n(&k->pub, __ATOMIC_ACQUIRE);
+    if (have != NULL)
+        return have;
+    uint8_t point[1 + 2 * SMJ_COORD_LEN];
+    point[0] = 0x04;
+    memcpy(point + 1, jwk->x, SMJ_COORD_LEN);
+    memcpy(point + 1 + SMJ_COORD_LEN, jwk->y, SMJ_COORD_LEN);
+    char group[] = "prime256v1";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group) - 1),
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)), OSSL_PARAM_END};
+    EVP_PKEY *made = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &made, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        EVP_PKEY_CTX_free(ctx);
+        return NULL;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY *expected = NULL;
+    if (!__atomic_compare_exchange_n(&k->pub, &expected, made, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        /* Another thread published one first. */
+        EVP_PKEY_free(made);
+        return expected;
+    }
+    return made;
+}
+
 void sm_jwk_free(sm_jwk *jwk)
 {
     if (jwk == NULL)
         return;
+    if (__atomic_sub_fetch(&jwk->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    EVP_PKEY_free(jwk->pub);
     if (jwk->cj != NULL)
         cjose_jwk_release(jwk->cj);
     sm_secret_free(jwk->d);

@@ -51,6 +51,8 @@ typedef struct sm_ks_ctx {
     uint32_t activation_limit;
     uint64_t checkpoint_every; /* a checkpoint every N ledger entries; 0 = only on demand */
     int64_t now;               /* 0 = the clock; tests set it */
+    /* Verified vouchers of this process (NULL: verify every time). */
+    struct sm_ks_voucher_cache *voucher_cache;
 } sm_ks_ctx;
 
 /* Who is calling, as established by the module from the client
@@ -136,9 +138,15 @@ sm_status sm_ks_revoke(const sm_ks_ctx *ctx, const sm_ks_caller *caller, int is_
 
 /* ---- ledger --------------------------------------------------------------- */
 
-/* Appends an entry inside the caller's transaction (locks the head row). */
+/* Appends an entry inside the caller's transaction (locks the head row),
+ * after chaining the queued entries this transaction can see. */
 sm_status sm_ks_ledger_append(sm_db_conn *conn, const sm_ks_ctx *ctx, const char *type,
                               const char *txn, json_t *data, uint64_t *seq_out, sm_error *err);
+
+/* Chains every queued entry, i.e. license rows not yet chained (one batch
+ * per transaction; docs/FORMATS.md §7.5); *sealed (may be NULL) = how many. Called by each httpd child every few milliseconds;
+ * checkpoints and exports seal first by themselves. */
+sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *err);
 
 /* POST /v1/ledger/checkpoints: a checkpoint of the current head -> 201. */
 sm_status sm_ks_checkpoint_now(const sm_ks_ctx *ctx, sm_ks_result *out, sm_error *err);

@@ -9,20 +9,30 @@
 
 #include "sm_ks_store_int.h"
 
-/* Reads the head (locked FOR UPDATE when lock). */
+#define HEAD_LOCK_SKIP 2 /* read_head: lock, or give up at once if another holds it */
+
+/* Reads the head (locked FOR UPDATE when lock). With HEAD_LOCK_SKIP, a
+ * head another transaction holds is SM_ERR_NOT_FOUND at once. */
 static sm_status read_head(sm_db_conn *c, int lock, uint64_t *seq,
                            uint8_t hash[SM_KS_LEDGER_HASH_LEN], sm_error *err)
 {
     sm_db_rows *rows = NULL;
     int has = 0;
     size_t len = 0;
-    sm_status st = sm_db_query(c,
-                               lock ? "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE"
-                                    : "SELECT seq, hash FROM ledger_head WHERE id = 1",
-                               NULL, 0, &rows, err);
+    sm_status st = sm_db_query(
+        c,
+        lock == HEAD_LOCK_SKIP ? "SELECT seq, hash FROM ledger_head WHERE id = 1 "
+                                 "FOR UPDATE SKIP LOCKED"
+        : lock                 ? "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE"
+                               : "SELECT seq, hash FROM ledger_head WHERE id = 1",
+        NULL, 0, &rows, err);
     if (st != SM_OK)
         return st;
-    if ((st = sm_db_rows_next(rows, &has, err)) == SM_OK) {
+    if ((st = sm_db_rows_next(rows, &has, err)) == SM_OK && !has && lock == HEAD_LOCK_SKIP) {
+        sm_db_rows_free(rows);
+        return SM_ERR_NOT_FOUND;
+    }
+    if (st == SM_OK) {
         const char *h = has ? sm_db_col_text(rows, 1, &len) : NULL;
         if (!has || h == NULL || len != SM_KS_LEDGER_HASH_LEN)
             st = sm_error_set(err, SM_ERR_DB, "the ledger head row is missing or damaged");
@@ -52,14 +62,208 @@ static sm_status store_checkpoint(sm_db_conn *c, const sm_ks_ctx *ctx, uint64_t 
     return st;
 }
 
+/* ---- queued license entries and sealing -------------------------------------
+ *
+ * A license does not append to the chain: its row in `licenses` (chained =
+ * 0) is its queued ledger entry. Sealing chains queued entries in id order
+ * under the head lock and marks them chained in the same transaction.
+ * Sealing runs inside the caller's transaction, after the head row was
+ * locked FOR UPDATE, so there is one sealer at a time. It marks exactly the
+ * rows it chains (AND chained = 0): a row another sealer chained meanwhile
+ * (possible when this transaction's snapshot predates that sealer's commit)
+ * changes nothing, and the whole transaction is retried as a conflict, so
+ * no entry is chained twice. */
+
+#define SEAL_BATCH 64u
+/* Chained rows are marked with one statement per batch: 64 placeholders,
+ * the unused ones repeating the last id (an IN list ignores repeats). */
+#define P8 "?, ?, ?, ?, ?, ?, ?, ?"
+/* By primary key only: a scan of (chained, id) would next-key-lock the
+ * queue's end and make new licenses wait for the sealer. */
+static const char mark_64[] = "UPDATE licenses FORCE INDEX (PRIMARY) SET chained = 1 "
+    "WHERE chained = 0 AND id IN ("
+    P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ")";
+/* Ledger rows go in 10, 3 or 1 at a time (10 x 6 parameters fit the
+ * 64-parameter limit; at most 3 + 3 statements for a remainder). */
+#define ROW6 "(?, ?, ?, ?, ?, ?)"
+#define INSERT_LEDGER "INSERT INTO ledger (seq, created_at, type, data, hash, txn) VALUES "
+static const char insert_1[] = INSERT_LEDGER ROW6;
+static const char insert_3[] = INSERT_LEDGER ROW6 ", " ROW6 ", " ROW6;
+static const char insert_10[] = INSERT_LEDGER ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", "
+    ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6;
+#define QUEUE_COLUMNS "SELECT id, issued_at, txn, work_id, jkt, activation, via_retailer " \
+                      "FROM licenses WHERE chained = 0 ORDER BY id LIMIT 64"
+
+typedef struct queued {
+    uint64_t id, seq;
+    int64_t time;
+    char txn[SM_KS_ID_SIZE];
+    json_t *data;
+    char *text;
+    uint8_t hash[SM_KS_LEDGER_HASH_LEN];
+} queued;
+
+static void free_queued(queued *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(q[i].data);
+        free(q[i].text);
+    }
+}
+
+/* The ledger entry of a license row: the same data the license path
+ * recorded when it appended itself. */
+static sm_status queued_from_row(const sm_db_rows *rows, queued *e, sm_error *err)
+{
+    char work_id[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE];
+    int64_t activation = 0;
+    const char *via = sm_db_col_text(rows, 6, NULL);
+    sm_status st;
+    if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
+        (st = sm_db_col_int(rows, 1, &e->time, err)) != SM_OK ||
+        (st = ks_col_copy(rows, 2, e->txn, sizeof(e->txn), err)) != SM_OK ||
+        (st = ks_col_copy(rows, 3, work_id, sizeof(work_id), err)) != SM_OK ||
+        (st = ks_col_copy(rows, 4, jkt, sizeof(jkt), err)) != SM_OK ||
+        (st = sm_db_col_int(rows, 5, &activation, err)) != SM_OK)
+        return sm_error_set(err, SM_ERR_DB, "license %llu cannot be chained: a column is damaged",
+                            (unsigned long long)e->id);
+    e->data = json_pack("{s:s,s:s,s:s,s:I}", "txn", e->txn, "work_id", work_id, "jkt", jkt,
+                        "activation", (json_int_t)activation);
+    if (e->data != NULL && via != NULL && json_object_set_new(e->data, "via", json_string(via)))
+        json_decref(e->data), e->data = NULL;
+    if (e->data == NULL || (e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    return SM_OK;
+}
+
+/* locking: a locking read (the latest committed rows, whatever this
+ * transaction's snapshot) for appends inside business transactions, whose
+ * snapshot may predate a sealer's commit; a consistent read otherwise (the
+ * sealer's snapshot starts after it locked the head, and it must not block
+ * new licenses). */
+static sm_status read_queue(sm_db_conn *c, int locking, queued *q, size_t *n, sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    *n = 0;
+    sm_status st = sm_db_query(c, locking ? QUEUE_COLUMNS " LOCK IN SHARE MODE" : QUEUE_COLUMNS,
+                               NULL, 0, &rows, err);
+    while (st == SM_OK && *n < SEAL_BATCH && (st = sm_db_rows_next(rows, &has, err)) == SM_OK &&
+           has) {
+        memset(&q[*n], 0, sizeof(q[*n]));
+        st = queued_from_row(rows, &q[*n], err);
+        (*n)++;
+    }
+    sm_db_rows_free(rows);
+    return st;
+}
+
+/* Marks the chained rows; all of them must still be unchained. */
+static sm_status mark_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
+{
+    sm_db_param p[SEAL_BATCH];
+    for (size_t i = 0; i < SEAL_BATCH; i++)
+        p[i] = sm_db_uint(q[i < n ? i : n - 1].id);
+    uint64_t affected = 0;
+    sm_status st = sm_db_exec(c, mark_64, p, SEAL_BATCH, &affected, err);
+    if (st == SM_OK && affected != n)
+        st = sm_error_set(err, SM_ERR_CONFLICT,
+                          "queued ledger entries were sealed by another transaction");
+    return st;
+}
+
+static sm_status insert_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i >= 10 ? 10 : n - i >= 3 ? 3 : 1;
+        const char *sql = k == 10 ? insert_10 : k == 3 ? insert_3 : insert_1;
+        sm_db_param p[6 * 10];
+        for (size_t j = 0; j < k; j++) {
+            const queued *e = &q[i + j];
+            p[6 * j] = sm_db_uint(e->seq);
+            p[6 * j + 1] = sm_db_int(e->time);
+            p[6 * j + 2] = sm_db_text("license");
+            p[6 * j + 3] = sm_db_text(e->text);
+            p[6 * j + 4] = sm_db_blob(e->hash, sizeof(e->hash));
+            p[6 * j + 5] = sm_db_text(e->txn);
+        }
+        sm_status st = sm_db_exec(c, sql, p, 6 * k, NULL, err);
+        if (st != SM_OK)
+            return st;
+        i += k;
+    }
+    return SM_OK;
+}
+
+/* Chains one batch of queued entries after (*seq, head) with the head row
+ * locked; *n_out entries were chained (SEAL_BATCH: there may be more). The
+ * caller writes the head row. */
+static sm_status seal_batch(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint64_t *seq,
+                            uint8_t head[SM_KS_LEDGER_HASH_LEN], size_t *n_out, sm_error *err)
+{
+    queued q[SEAL_BATCH];
+    size_t n = 0;
+    *n_out = 0;
+    sm_status st = read_queue(c, locking, q, &n, err);
+    uint64_t s = *seq;
+    uint8_t h[SM_KS_LEDGER_HASH_LEN];
+    memcpy(h, head, sizeof(h));
+    for (size_t i = 0; st == SM_OK && i < n; i++) {
+        q[i].seq = ++s;
+        sm_ks_ledger_entry e = {q[i].seq, q[i].time, "license", q[i].data};
+        st = sm_ks_ledger_hash(h, &e, h, err);
+        memcpy(q[i].hash, h, sizeof(h));
+    }
+    if (st == SM_OK && n > 0 && (st = mark_chained(c, q, n, err)) == SM_OK)
+        st = insert_chained(c, q, n, err);
+    for (size_t i = 0; st == SM_OK && i < n; i++) {
+        if (ctx->checkpoint_every > 0 && q[i].seq % ctx->checkpoint_every == 0)
+            st = store_checkpoint(c, ctx, q[i].seq, q[i].hash, NULL, err);
+    }
+    free_queued(q, n);
+    if (st != SM_OK)
+        return st;
+    *seq = s;
+    memcpy(head, h, sizeof(h));
+    *n_out = n;
+    return SM_OK;
+}
+
+/* Chains everything queued (in batches) after the locked head. */
+static sm_status seal_all(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint64_t *seq,
+                          uint8_t head[SM_KS_LEDGER_HASH_LEN], uint64_t *total, sm_error *err)
+{
+    size_t n = 0;
+    *total = 0;
+    do {
+        sm_status st = seal_batch(c, ctx, locking, seq, head, &n, err);
+        if (st != SM_OK)
+            return st;
+        *total += n;
+    } while (n == SEAL_BATCH);
+    return SM_OK;
+}
+
+static sm_status write_head(sm_db_conn *c, uint64_t seq, const uint8_t head[SM_KS_LEDGER_HASH_LEN],
+                            sm_error *err)
+{
+    return sm_db_exec(c, "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1",
+                      SM_DB_PARAMS(sm_db_uint(seq), sm_db_blob(head, SM_KS_LEDGER_HASH_LEN)),
+                      NULL, err);
+}
+
 sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *type,
                               const char *txn, json_t *data, uint64_t *seq_out, sm_error *err)
 {
-    uint64_t seq = 0;
+    uint64_t seq = 0, sealed = 0;
     uint8_t head[SM_KS_LEDGER_HASH_LEN];
     /* The head row is the ledger's single writer lock: taken last in every
-     * transaction (after the rows of the event), it orders all appends. */
+     * transaction (after the rows of the event), it orders all appends.
+     * Entries queued by events this transaction can see go first, so the
+     * chain keeps the order in which things happened. */
     sm_status st = read_head(c, 1, &seq, head, err);
+    if (st == SM_OK)
+        st = seal_all(c, ctx, 1, &seq, head, &sealed, err);
     if (st != SM_OK)
         return st;
     seq++;
@@ -69,22 +273,76 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
     char *text = sm_ks_ledger_data_to_text(data);
     if (text == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    st = sm_db_exec(c,
-                    "INSERT INTO ledger (seq, created_at, type, data, hash, txn) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+    st = sm_db_exec(c, insert_1,
                     SM_DB_PARAMS(sm_db_uint(seq), sm_db_int(e.time), sm_db_text(type),
                                  sm_db_text(text), sm_db_blob(head, sizeof(head)),
                                  sm_db_text(txn)),
                     NULL, err);
     free(text);
     if (st == SM_OK)
-        st = sm_db_exec(c, "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1",
-                        SM_DB_PARAMS(sm_db_uint(seq), sm_db_blob(head, sizeof(head))), NULL, err);
+        st = write_head(c, seq, head, err);
     if (st == SM_OK && ctx->checkpoint_every > 0 && seq % ctx->checkpoint_every == 0)
         st = store_checkpoint(c, ctx, seq, head, NULL, err);
     if (st == SM_OK && seq_out != NULL)
         *seq_out = seq;
     return st;
+}
+
+typedef struct seal_args {
+    const sm_ks_ctx *ctx;
+    size_t sealed;
+} seal_args;
+
+/* One batch per transaction: the head lock is held for one batch only. */
+static sm_status seal_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    seal_args *a = argp;
+    uint64_t seq = 0;
+    uint8_t head[SM_KS_LEDGER_HASH_LEN];
+    a->sealed = 0;
+    /* Another sealer (a child, an append, a checkpoint) holds the head:
+     * it chains the queue, this one need not wait for it with a pooled
+     * connection. */
+    sm_status st = read_head(c, HEAD_LOCK_SKIP, &seq, head, err);
+    if (st == SM_ERR_NOT_FOUND)
+        return SM_OK;
+    if (st == SM_OK)
+        st = seal_batch(c, a->ctx, 0, &seq, head, &a->sealed, err);
+    if (st == SM_OK && a->sealed > 0)
+        st = write_head(c, seq, head, err);
+    return st;
+}
+
+sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *err)
+{
+    uint64_t total = 0;
+    if (sealed != NULL)
+        *sealed = 0;
+    if (ctx->db == NULL)
+        return sm_error_set(err, SM_ERR_UNAVAILABLE, "the database is not configured");
+    /* Most calls find the queue empty: one cheap read, no lock. */
+    sm_db_conn *c = NULL;
+    int any = 0;
+    sm_status st = sm_db_acquire(ctx->db, &c, err);
+    if (st != SM_OK)
+        return st;
+    sm_db_rows *rows = NULL;
+    st = sm_db_query(c, "SELECT id FROM licenses WHERE chained = 0 LIMIT 1", NULL, 0, &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &any, err);
+    sm_db_rows_free(rows);
+    sm_db_release(c);
+    if (st != SM_OK || !any)
+        return st;
+    seal_args a = {ctx, 0};
+    do {
+        if ((st = sm_db_transaction(ctx->db, seal_tx, &a, err)) != SM_OK)
+            return st;
+        total += a.sealed;
+        if (sealed != NULL)
+            *sealed = total;
+    } while (a.sealed == SEAL_BATCH);
+    return SM_OK;
 }
 
 /* ---- checkpoints on demand ------------------------------------------------- */
@@ -100,7 +358,13 @@ static sm_status checkpoint_tx(sm_db_conn *c, void *argp, sm_error *err)
     uint64_t seq = 0;
     uint8_t head[SM_KS_LEDGER_HASH_LEN];
     sm_ks_result_clear(a->out);
+    uint64_t sealed = 0;
+    /* Queued entries first: the checkpoint covers every event so far. */
     sm_status st = read_head(c, 1, &seq, head, err);
+    if (st == SM_OK)
+        st = seal_all(c, a->ctx, 0, &seq, head, &sealed, err);
+    if (st == SM_OK && sealed > 0)
+        st = write_head(c, seq, head, err);
     if (st != SM_OK)
         return st;
     if (seq == 0)

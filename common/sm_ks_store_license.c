@@ -19,42 +19,6 @@
 
 #define LICENSE_BODY_VOUCHER_MAX SM_JOSE_MAX_TOKEN
 
-/* The device's public key from a proof sm_dpop_verify accepted: the "jwk"
- * of its protected header, which must have the verified thumbprint. */
-static sm_status proof_public_key(const char *proof, const char *jkt, sm_jwk **out,
-                                  sm_error *err)
-{
-    *out = NULL;
-    const char *dot = strchr(proof, '.');
-    size_t seg = dot != NULL ? (size_t)(dot - proof) : 0;
-    uint8_t *raw = seg > 0 ? malloc(seg) : NULL;
-    size_t raw_len = 0;
-    if (raw == NULL ||
-        sm_b64url_decode(proof, seg, raw, seg, &raw_len, "device proof header", err) != SM_OK) {
-        free(raw);
-        return sm_error_set(err, SM_ERR_FORMAT, "device proof header is not base64url");
-    }
-    json_error_t jerr;
-    json_t *header = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &jerr);
-    free(raw);
-    char *jwk_text = header != NULL ? json_dumps(json_object_get(header, "jwk"), JSON_COMPACT)
-                                    : NULL;
-    json_decref(header);
-    if (jwk_text == NULL)
-        return sm_error_set(err, SM_ERR_FORMAT, "device proof has no jwk");
-    sm_status st = sm_jwk_from_json(jwk_text, strlen(jwk_text), out, err);
-    free(jwk_text);
-    if (st != SM_OK)
-        return st;
-    char got[SM_JKT_SIZE];
-    if ((st = sm_jwk_thumbprint(*out, got, err)) != SM_OK || strcmp(got, jkt) != 0) {
-        sm_jwk_free(*out);
-        *out = NULL;
-        return st != SM_OK ? st : sm_error_set(err, SM_ERR_KEY, "device proof key mismatch");
-    }
-    return SM_OK;
-}
-
 typedef struct license_args {
     const sm_ks_ctx *ctx;
     const sm_ks_voucher *voucher;
@@ -64,6 +28,7 @@ typedef struct license_args {
     sm_ks_license_facts request_facts; /* voucher and proof facts */
     sm_ks_license_facts facts;         /* plus the database's, per attempt */
     sm_ks_result *out;
+    int spend_proof; /* refused after the proof's id was recorded: record it again */
 } license_args;
 
 static sm_status refuse_verdict(sm_ks_result *out, sm_ks_license_verdict v)
@@ -73,32 +38,78 @@ static sm_status refuse_verdict(sm_ks_result *out, sm_ks_license_verdict v)
     return SM_OK;
 }
 
-/* One row of facts about the transaction and its work; locks the row. */
+/* The facts about the transaction and its work. */
 typedef struct txn_row {
     char work_id[SM_KS_ID_SIZE], retailer[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE];
     sm_ks_terms terms;
     int64_t contract_id, rental_started_at, activations, key_version, kek_version;
-    int withdrawn;
+    int withdrawn, paid, txn_revoked, device_revoked, contract_allows;
+    int proof_spent; /* the proof's id is recorded by a refusal */
     uint8_t wrapped[SM_KS_WRAPPED_KEY_LEN];
 } txn_row;
 
-static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found, sm_error *err)
+/* Takes the transaction's row lock by counting this activation at once
+ * (one round trip for the lock and the count); a refusal rolls it back.
+ * found = 0 when there is no such transaction. */
+static sm_status count_activation(sm_db_conn *c, const char *txn, int64_t now, int *found,
+                                  sm_error *err)
+{
+    uint64_t affected = 0;
+    sm_status st = sm_db_exec(c,
+                              "UPDATE transactions SET activations = activations + 1, "
+                              "rental_started_at = COALESCE(rental_started_at, ?) WHERE txn = ?",
+                              SM_DB_PARAMS(sm_db_int(now), sm_db_text(txn)), &affected, err);
+    *found = st == SM_OK && affected == 1;
+    return st;
+}
+
+/* Everything else in one round trip, with shared locks (a locking read
+ * sees the current state, not a snapshot older than the row lock just
+ * taken; a missing payment or revocation row is gap-locked, so neither can
+ * appear before this transaction ends): the transaction (already locked
+ * for update by this transaction), its work (shared, so concurrent
+ * licenses of one work do not wait for each other and a withdrawal waits
+ * for them), whether a payment is recorded, whether the transaction or the
+ * device is revoked, and whether the contract still offers these terms.
+ * Also whether a refusal spent the proof's id (dpop_jtis; one spent by a
+ * license meets the unique key of the license's row, see license_tx).
+ * Every join is on a primary key, so there is one row at most. The activations and
+ * rental start read here already count this license. */
+static sm_status load_facts(sm_db_conn *c, const char *txn, const sm_dpop_result *proof,
+                            txn_row *t, int *found, sm_error *err)
 {
     sm_db_rows *rows = NULL;
+    int64_t flags[5] = {0, 0, 0, 0, 0};
     *found = 0;
-    /* Only the transaction's row is locked for update (its activations
-     * change); a FOR UPDATE over a join would also lock the work's row and
-     * serialise every license of a work. */
     sm_status st = sm_db_query(
         c,
-        "SELECT work_id, retailer_id, jkt, license_type, duration, contract_id, "
-        "rental_started_at, activations FROM transactions WHERE txn = ? FOR UPDATE",
-        SM_DB_PARAMS(sm_db_text(txn)), &rows, err);
+        "SELECT t.work_id, t.retailer_id, t.jkt, t.license_type, t.duration, t.contract_id, "
+        "t.rental_started_at, t.activations, "
+        "w.key_version, w.kek_version, w.wrapped_key, w.withdrawn_at, "
+        "p.txn IS NOT NULL, rt.subject IS NOT NULL, rd.subject IS NOT NULL, "
+        "o.contract_id IS NOT NULL, dj.jti IS NOT NULL "
+        "FROM transactions t "
+        "JOIN works w ON w.work_id = t.work_id "
+        "LEFT JOIN payments p ON p.txn = t.txn "
+        "LEFT JOIN revocations rt ON rt.kind = 'transaction' AND rt.subject = t.txn "
+        "LEFT JOIN revocations rd ON rd.kind = 'device' AND rd.subject = t.jkt "
+        "LEFT JOIN (contracts k JOIN contract_offers o ON o.contract_id = k.contract_id) "
+        "ON k.contract_id = t.contract_id AND k.revoked_at IS NULL "
+        "AND o.license_type = t.license_type AND o.duration = t.duration "
+        "LEFT JOIN dpop_jtis dj ON dj.jkt = ? AND dj.jti = ? "
+        "WHERE t.txn = ? LOCK IN SHARE MODE",
+        SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti), sm_db_text(txn)),
+        &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, found, err);
-    if (st == SM_OK && *found) {
+    if (st == SM_OK && !*found)
+        st = sm_error_set(err, SM_ERR_DB, "transaction %s names a missing work", txn);
+    if (st == SM_OK) {
         int64_t duration = 0;
+        size_t wrapped_len = 0;
+        const char *wrapped = sm_db_col_text(rows, 10, &wrapped_len);
         t->rental_started_at = 0;
+        t->withdrawn = sm_db_col_text(rows, 11, NULL) != NULL;
         if ((st = ks_col_copy(rows, 0, t->work_id, sizeof(t->work_id), err)) == SM_OK &&
             (st = ks_col_copy(rows, 1, t->retailer, sizeof(t->retailer), err)) == SM_OK &&
             (st = ks_col_copy(rows, 2, t->jkt, sizeof(t->jkt), err)) == SM_OK &&
@@ -107,51 +118,33 @@ static sm_status load_txn(sm_db_conn *c, const char *txn, txn_row *t, int *found
                                         err)) == SM_OK &&
             (st = sm_db_col_int(rows, 5, &t->contract_id, err)) == SM_OK &&
             (st = sm_db_col_int(rows, 7, &t->activations, err)) == SM_OK &&
-            sm_db_col_text(rows, 6, NULL) != NULL)
-            st = sm_db_col_int(rows, 6, &t->rental_started_at, err);
-    }
-    sm_db_rows_free(rows);
-    if (st != SM_OK || !*found)
-        return st;
-    /* The work: shared, so concurrent licenses of one work do not wait for
-     * each other, and a withdrawal waits for them. */
-    int has = 0;
-    rows = NULL;
-    st = sm_db_query(c,
-                     "SELECT key_version, kek_version, wrapped_key, withdrawn_at FROM works "
-                     "WHERE work_id = ? LOCK IN SHARE MODE",
-                     SM_DB_PARAMS(sm_db_text(t->work_id)), &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, &has, err);
-    if (st == SM_OK && !has)
-        st = sm_error_set(err, SM_ERR_DB, "transaction %s names a missing work", txn);
-    if (st == SM_OK) {
-        size_t wrapped_len = 0;
-        const char *wrapped = sm_db_col_text(rows, 2, &wrapped_len);
-        t->withdrawn = sm_db_col_text(rows, 3, NULL) != NULL;
-        if ((st = sm_db_col_int(rows, 0, &t->key_version, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 1, &t->kek_version, err)) == SM_OK) {
+            (sm_db_col_text(rows, 6, NULL) == NULL ||
+             (st = sm_db_col_int(rows, 6, &t->rental_started_at, err)) == SM_OK) &&
+            (st = sm_db_col_int(rows, 8, &t->key_version, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 9, &t->kek_version, err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 12, &flags[0], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 13, &flags[1], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 14, &flags[2], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 15, &flags[3], err)) == SM_OK &&
+            (st = sm_db_col_int(rows, 16, &flags[4], err)) == SM_OK) {
             if (wrapped == NULL || wrapped_len != SM_KS_WRAPPED_KEY_LEN)
                 st = sm_error_set(err, SM_ERR_DB, "the wrapped key of work %s is damaged",
                                   t->work_id);
             else
                 memcpy(t->wrapped, wrapped, SM_KS_WRAPPED_KEY_LEN);
         }
+        if (st == SM_OK && t->activations < 1)
+            st = sm_error_set(err, SM_ERR_DB, "transaction %s: the activation count is damaged",
+                              txn);
     }
     sm_db_rows_free(rows);
-    return st;
-}
-
-/* 1 when the query with the given params returns a row. */
-static sm_status exists(sm_db_conn *c, const char *sql, const sm_db_param *params, size_t n,
-                        int *yes, sm_error *err)
-{
-    sm_db_rows *rows = NULL;
-    *yes = 0;
-    sm_status st = sm_db_query(c, sql, params, n, &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, yes, err);
-    sm_db_rows_free(rows);
+    /* Fail closed: only an exact 1 counts as present for a payment and
+     * the contract, anything but 0 as present for a revocation. */
+    t->paid = flags[0] == 1;
+    t->txn_revoked = flags[1] != 0;
+    t->device_revoked = flags[2] != 0;
+    t->contract_allows = flags[3] == 1;
+    t->proof_spent = flags[4] != 0;
     return st;
 }
 
@@ -180,30 +173,24 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
                                   ctx->n_media_stores, &dt, now, ctx->delivery_lifetime,
                                   &delivery, err);
     }
+    /* The row is also the license's ledger entry, queued (chained = 0):
+     * no head lock here, which would serialise every license; a sealer
+     * chains it within milliseconds (FORMATS.md §7.5). */
     if (st == SM_OK)
         st = sm_db_exec(c,
                         "INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, "
-                        "via_retailer) VALUES (?, ?, ?, ?, ?, ?)",
+                        "via_retailer, work_id, activation, chained) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                         SM_DB_PARAMS(sm_db_text(v->txn), sm_db_text(a->proof->jkt),
                                      sm_db_int(now), sm_db_text(a->proof->jti),
-                                     sm_db_text(dt.jti), sm_db_text(a->via_retailer)),
+                                     sm_db_text(dt.jti), sm_db_text(a->via_retailer),
+                                     sm_db_text(t->work_id), sm_db_uint(d->activations_after)),
                         NULL, err);
-    if (st == SM_OK)
-        st = sm_db_exec(c,
-                        "UPDATE transactions SET activations = ?, "
-                        "rental_started_at = COALESCE(rental_started_at, ?) WHERE txn = ?",
-                        SM_DB_PARAMS(sm_db_uint(d->activations_after), sm_db_int(now),
-                                     sm_db_text(v->txn)),
-                        NULL, err);
-    if (st == SM_OK) {
-        json_t *data = json_pack("{s:s,s:s,s:s,s:I}", "txn", v->txn, "work_id", t->work_id,
-                                 "jkt", a->proof->jkt, "activation",
-                                 (json_int_t)d->activations_after);
-        if (data != NULL && a->via_retailer != NULL)
-            json_object_set_new(data, "via", json_string(a->via_retailer));
-        st = data != NULL ? sm_ks_ledger_append(c, ctx, "license", v->txn, data, NULL, err)
-                          : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        json_decref(data);
+    if (st == SM_ERR_DUPLICATE) {
+        /* A license with this proof exists (committed): a replay. */
+        sm_ks_result_clear(a->out);
+        refuse_verdict(a->out, SM_KS_REFUSE_PROOF_REPLAYED);
+        st = KS_REFUSED;
     }
     if (st == SM_OK) {
         json_t *terms = sm_ks_terms_to_json(&t->terms);
@@ -239,68 +226,79 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     txn_row t;
     memset(&t, 0, sizeof(t));
     sm_ks_result_clear(a->out);
+    a->spend_proof = 0;
 
-    /* Single use: the unique key decides, atomically, across every node. */
-    sm_status st = sm_db_exec(c, "INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES (?, ?, ?)",
-                              SM_DB_PARAMS(sm_db_text(a->proof->jkt), sm_db_text(a->proof->jti),
-                                           sm_db_int(f->now)),
-                              NULL, err);
-    if (st == SM_ERR_DUPLICATE) {
-        f->proof_jti_fresh = 0;
-        refuse_verdict(a->out, sm_ks_license_decide(f).verdict);
-        return KS_REFUSED;
-    }
+    /* Single use: unique keys decide, atomically, across every node. A
+     * granted license's row carries the proof's id (unique with the jkt):
+     * a second license with the proof fails on that key, after the first
+     * commits. A refusal records the id in dpop_jtis (spend_proof), which
+     * the locking read in load_facts sees (and gap-locks when absent, so a
+     * refusal spending it waits for this transaction); a refusal also
+     * finds an id a license spent (spend_proof). */
+    int found = 0;
+    sm_status st = count_activation(c, v->txn, f->now, &found, err);
     if (st != SM_OK)
         return st;
-    f->proof_jti_fresh = 1;
-
-    int found = 0;
-    if ((st = load_txn(c, v->txn, &t, &found, err)) != SM_OK)
-        return st;
     f->txn_found = found;
+    f->proof_jti_fresh = 1;
     if (found) {
-        int paid = 0, txn_revoked = 0, device_revoked = 0, allows = 0;
-        /* Locking reads: the current state, not a snapshot older than the
-         * row lock just taken. */
-        if ((st = exists(c, "SELECT 1 FROM payments WHERE txn = ? LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_text(v->txn)), &paid, err)) != SM_OK ||
-            (st = exists(c,
-                         "SELECT 1 FROM revocations WHERE kind = 'transaction' AND subject = ? "
-                         "LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_text(v->txn)), &txn_revoked, err)) != SM_OK ||
-            (st = exists(c,
-                         "SELECT 1 FROM revocations WHERE kind = 'device' AND subject = ? "
-                         "LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_text(t.jkt)), &device_revoked, err)) != SM_OK ||
-            (st = exists(c,
-                         "SELECT 1 FROM contracts k JOIN contract_offers o "
-                         "ON o.contract_id = k.contract_id WHERE k.contract_id = ? "
-                         "AND k.revoked_at IS NULL AND o.license_type = ? AND o.duration = ? "
-                         "LOCK IN SHARE MODE",
-                         SM_DB_PARAMS(sm_db_int(t.contract_id),
-                                      sm_db_text(ks_terms_type_column(&t.terms)),
-                                      sm_db_int(t.terms.duration)),
-                         &allows, err)) != SM_OK)
+        if ((st = load_facts(c, v->txn, a->proof, &t, &found, err)) != SM_OK)
             return st;
+        f->proof_jti_fresh = !t.proof_spent;
         f->txn_work_id = t.work_id;
         f->txn_retailer = t.retailer;
         f->txn_jkt = t.jkt;
         f->txn_terms = t.terms;
-        f->payment = paid ? SM_KS_PAID : SM_KS_UNPAID;
-        f->txn_revoked = txn_revoked;
-        f->device_revoked = device_revoked;
-        f->contract_allows_terms = allows;
+        f->payment = t.paid ? SM_KS_PAID : SM_KS_UNPAID;
+        f->txn_revoked = t.txn_revoked;
+        f->device_revoked = t.device_revoked;
+        f->contract_allows_terms = t.contract_allows;
         f->work_withdrawn = t.withdrawn;
+        /* The decision wants the state before this license. */
         f->rental_started_at = t.rental_started_at;
-        f->activations = (uint32_t)t.activations;
+        f->activations = (uint32_t)(t.activations - 1);
     }
     sm_ks_license_decision d = sm_ks_license_decide(f);
     if (d.verdict != SM_KS_LICENSE_ALLOW) {
-        /* Commit anyway: the proof is spent even when the answer is no. */
+        /* Roll back the counted activation; the proof is spent in a
+         * statement of its own (spend_proof). */
         refuse_verdict(a->out, d.verdict);
-        return SM_OK;
+        a->spend_proof = d.verdict != SM_KS_REFUSE_PROOF_REPLAYED;
+        return KS_REFUSED;
     }
     return grant(c, a, &t, &d, err);
+}
+
+/* A refusal rolled the whole transaction back: record the proof's id on
+ * its own, so that the proof is spent even when the answer is no, unless a
+ * license already carries it. When it turns out spent (a concurrent
+ * request, or an unknown transaction's replay), the answer is
+ * proof-replayed, which sm_ks_license_decide puts before every database
+ * fact. If the database fails here, the answer is the failure (503). */
+static sm_status spend_proof(const sm_ks_ctx *ctx, const sm_dpop_result *proof, int64_t now,
+                             sm_ks_result *out, sm_error *err)
+{
+    sm_db_conn *c = NULL;
+    uint64_t added = 0;
+    sm_status st = sm_db_acquire(ctx->db, &c, err);
+    if (st == SM_OK) {
+        st = sm_db_exec(c,
+                        "INSERT INTO dpop_jtis (jkt, jti, seen_at) SELECT ?, ?, ? FROM DUAL "
+                        "WHERE NOT EXISTS (SELECT 1 FROM licenses WHERE jkt = ? AND "
+                        "proof_jti = ?)",
+                        SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti),
+                                     sm_db_int(now), sm_db_text(proof->jkt),
+                                     sm_db_text(proof->jti)),
+                        &added, err);
+        sm_db_release(c);
+    }
+    if (st == SM_ERR_DUPLICATE || (st == SM_OK && added == 0)) {
+        refuse_verdict(out, SM_KS_REFUSE_PROOF_REPLAYED);
+        st = SM_OK;
+    }
+    if (st != SM_OK)
+        sm_ks_result_clear(out);
+    return st;
 }
 
 sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, json_t *body,
@@ -328,9 +326,9 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
         ctx->activation_limit != 0 ? ctx->activation_limit : SM_KS_DEFAULT_ACTIVATION_LIMIT;
 
     json_t *vj = json_object_get(body, "voucher");
-    f->voucher_status = sm_ks_voucher_verify(sm_ks_keys_jwks(ctx->keys), ctx->issuer,
-                                             json_string_value(vj), json_string_length(vj),
-                                             f->now, &voucher, &e);
+    f->voucher_status = sm_ks_voucher_verify_cached(
+        ctx->voucher_cache, sm_ks_keys_jwks(ctx->keys), ctx->issuer, json_string_value(vj),
+        json_string_length(vj), f->now, &voucher, &e);
     if (f->voucher_status == SM_OK) {
         f->voucher_txn = voucher.txn;
         f->voucher_work_id = voucher.work_id;
@@ -360,9 +358,12 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     sm_dpop_expect_init(&expect, "POST", proxy_url != NULL ? proxy_url : ctx->license_url);
     expect.now = f->now;
     expect.max_age = ctx->proof_max_age;
-    f->proof_status = dpop_proof != NULL
-                          ? sm_dpop_verify(dpop_proof, strlen(dpop_proof), &expect, &proof, &e)
-                          : SM_ERR_FORMAT;
+    /* The proof's key (validated, from the device-key cache when the
+     * device came before) is the JWE recipient. */
+    sm_jwk *device_key = NULL;
+    f->proof_status = dpop_proof != NULL ? sm_dpop_verify_key(dpop_proof, strlen(dpop_proof),
+                                                              &expect, &proof, &device_key, &e)
+                                         : SM_ERR_FORMAT;
     free(proxy_url);
     if (f->proof_status == SM_OK)
         f->proof_jkt = proof.jkt;
@@ -371,14 +372,16 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
      * that cannot prove they hold the designated device. */
     f->proof_jti_fresh = 1;
     sm_ks_license_decision early = sm_ks_license_decide(f);
-    if (early.verdict != SM_KS_LICENSE_ALLOW && early.verdict <= SM_KS_REFUSE_WRONG_DEVICE)
+    if (early.verdict != SM_KS_LICENSE_ALLOW && early.verdict <= SM_KS_REFUSE_WRONG_DEVICE) {
+        sm_jwk_free(device_key);
         return refuse_verdict(out, early.verdict);
-
-    sm_jwk *device_key = NULL;
-    if (proof_public_key(dpop_proof, proof.jkt, &device_key, &e) != SM_OK)
+    }
+    if (device_key == NULL)
         return refuse_verdict(out, SM_KS_REFUSE_PROOF_INVALID);
     a.device_key = device_key;
     sm_status st = ks_run(ctx, license_tx, &a, out, err);
     sm_jwk_free(device_key);
+    if (st == SM_OK && a.spend_proof)
+        st = spend_proof(ctx, &proof, f->now, out, err);
     return st;
 }

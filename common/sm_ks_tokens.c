@@ -7,6 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+
 #include "sm_json.h"
 #include "sm_ks_tokens.h"
 
@@ -163,7 +167,8 @@ static void copy_registered(json_t *claims, int64_t *iat, int64_t *exp,
 static sm_status verify_common(const sm_jwks *keys, const char *iss, const char *aud,
                                const char *typ, const char *compact, size_t len, int64_t now,
                                int64_t max_lifetime, const sm_json_field *fields,
-                               const char *what, json_t **claims_out, sm_error *err)
+                               const char *what, json_t **claims_out,
+                               char kid_out[SM_JOSE_KID_MAX + 1], sm_error *err)
 {
     sm_jws_expect expect;
     json_t *claims = NULL;
@@ -171,7 +176,7 @@ static sm_status verify_common(const sm_jwks *keys, const char *iss, const char 
     sm_jws_expect_init(&expect, iss, aud, typ);
     expect.now = now;
     expect.max_lifetime = max_lifetime;
-    sm_status st = sm_jws_verify(compact, len, keys, &expect, &claims, NULL, err);
+    sm_status st = sm_jws_verify(compact, len, keys, &expect, &claims, kid_out, err);
     if (st != SM_OK)
         return st;
     /* aud may legitimately be a string or an array (checked by
@@ -212,8 +217,9 @@ static sm_status copy_id(json_t *claims, const char *name, char *dst, size_t siz
     return SM_OK;
 }
 
-sm_status sm_ks_voucher_verify(const sm_jwks *keys, const char *iss, const char *compact,
-                               size_t len, int64_t now, sm_ks_voucher *out, sm_error *err)
+static sm_status voucher_verify(const sm_jwks *keys, const char *iss, const char *compact,
+                                size_t len, int64_t now, sm_ks_voucher *out,
+                                char kid[SM_JOSE_KID_MAX + 1], sm_error *err)
 {
     static const sm_json_field fields[] = {
         REGISTERED_FIELDS,
@@ -226,7 +232,7 @@ sm_status sm_ks_voucher_verify(const sm_jwks *keys, const char *iss, const char 
     json_t *claims = NULL;
     memset(out, 0, sizeof(*out));
     sm_status st = verify_common(keys, iss, iss, SM_KS_TYP_VOUCHER, compact, len, now, 0, fields,
-                                 "voucher", &claims, err);
+                                 "voucher", &claims, kid, err);
     if (st != SM_OK)
         return st;
     const char *jkt = json_string_value(json_object_get(claims, "jkt"));
@@ -249,6 +255,123 @@ out:
     if (st != SM_OK)
         memset(out, 0, sizeof(*out));
     return st;
+}
+
+sm_status sm_ks_voucher_verify(const sm_jwks *keys, const char *iss, const char *compact,
+                               size_t len, int64_t now, sm_ks_voucher *out, sm_error *err)
+{
+    return voucher_verify(keys, iss, compact, len, now, out, NULL, err);
+}
+
+/* ---- cache of verified vouchers ------------------------------------------- */
+
+/* Direct-mapped by SHA-256(iss, NUL, voucher bytes): a voucher is only
+ * found again when those exact bytes come back for the same issuer. */
+typedef struct voucher_slot {
+    uint8_t digest[32];
+    int used;
+    const sm_jwks *keys;
+    char kid[SM_JOSE_KID_MAX + 1];
+    sm_ks_voucher voucher;
+} voucher_slot;
+
+struct sm_ks_voucher_cache {
+    pthread_mutex_t lock;
+    size_t n;
+    voucher_slot *slots;
+};
+
+sm_status sm_ks_voucher_cache_new(size_t slots, sm_ks_voucher_cache **out, sm_error *err)
+{
+    *out = NULL;
+    if (slots == 0 || slots > SM_KS_VOUCHER_CACHE_MAX)
+        return sm_error_set(err, SM_ERR_ARG, "voucher cache: 1 to %u entries",
+                            SM_KS_VOUCHER_CACHE_MAX);
+    sm_ks_voucher_cache *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->slots = calloc(slots, sizeof(*c->slots))) == NULL) {
+        free(c);
+        return sm_error_set(err, SM_ERR_NOMEM, "voucher cache: out of memory");
+    }
+    c->n = slots;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c->slots);
+        free(c);
+        return sm_error_set(err, SM_ERR_NOMEM, "voucher cache: no mutex");
+    }
+    *out = c;
+    return SM_OK;
+}
+
+void sm_ks_voucher_cache_free(sm_ks_voucher_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_destroy(&c->lock);
+    free(c->slots);
+    free(c);
+}
+
+static int voucher_digest(const char *iss, const char *compact, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(md, iss, strlen(iss) + 1) == 1 &&
+             EVP_DigestUpdate(md, compact, len) == 1 && EVP_DigestFinal_ex(md, out, &n) == 1 &&
+             n == 32;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+/* The time checks sm_jws_verify makes, again for a cached voucher. */
+static sm_status voucher_times(const sm_ks_voucher *v, int64_t now, sm_error *err)
+{
+    int64_t skew = SM_JOSE_DEFAULT_SKEW;
+    if (now >= v->exp + skew)
+        return sm_error_set(err, SM_ERR_EXPIRED, "JWS: the token has expired (exp); get a new one");
+    if (v->iat > now + skew)
+        return sm_error_set(err, SM_ERR_EXPIRED,
+                            "JWS: the token was issued in the future (iat); check the clocks of "
+                            "both machines");
+    return SM_OK;
+}
+
+sm_status sm_ks_voucher_verify_cached(sm_ks_voucher_cache *cache, const sm_jwks *keys,
+                                      const char *iss, const char *compact, size_t len,
+                                      int64_t now, sm_ks_voucher *out, sm_error *err)
+{
+    uint8_t digest[32];
+    if (cache == NULL || keys == NULL || iss == NULL || compact == NULL ||
+        len > SM_JOSE_MAX_TOKEN || !voucher_digest(iss, compact, len, digest))
+        return sm_ks_voucher_verify(keys, iss, compact, len, now, out, err);
+    now = current_time(now);
+    voucher_slot *slot = &cache->slots[(((size_t)digest[0] << 16) | ((size_t)digest[1] << 8) |
+                                        digest[2]) % cache->n];
+    pthread_mutex_lock(&cache->lock);
+    /* The key that signed it must still be in the key set. */
+    int hit = slot->used && slot->keys == keys && CRYPTO_memcmp(slot->digest, digest, 32) == 0 &&
+              sm_jwks_find(keys, slot->kid) != NULL;
+    if (hit)
+        *out = slot->voucher;
+    pthread_mutex_unlock(&cache->lock);
+    if (hit) {
+        sm_status st = voucher_times(out, now, err);
+        if (st != SM_OK)
+            memset(out, 0, sizeof(*out));
+        return st;
+    }
+    char kid[SM_JOSE_KID_MAX + 1];
+    sm_status st = voucher_verify(keys, iss, compact, len, now, out, kid, err);
+    if (st != SM_OK)
+        return st;
+    pthread_mutex_lock(&cache->lock);
+    memcpy(slot->digest, digest, 32);
+    slot->keys = keys;
+    memcpy(slot->kid, kid, sizeof(kid));
+    slot->voucher = *out;
+    slot->used = 1;
+    pthread_mutex_unlock(&cache->lock);
+    return SM_OK;
 }
 
 /* ---- payment acknowledgement -------------------------------------------- */
@@ -299,7 +422,7 @@ sm_status sm_ks_payment_ack_verify(const sm_jwks *keys, const char *iss, const c
     json_t *claims = NULL;
     memset(out, 0, sizeof(*out));
     sm_status st = verify_common(keys, iss, retailer, SM_KS_TYP_PAYMENT, compact, len, now, 0,
-                                 fields, "payment acknowledgement", &claims, err);
+                                 fields, "payment acknowledgement", &claims, NULL, err);
     if (st != SM_OK)
         return st;
     const char *what = "payment acknowledgement";
@@ -396,7 +519,7 @@ sm_status sm_ks_delivery_verify(const sm_jwks *keys, const char *iss, const char
     json_t *claims = NULL;
     memset(out, 0, sizeof(*out));
     sm_status st = verify_common(keys, iss, audience, SM_KS_TYP_DELIVERY, compact, len, now,
-                                 max_lifetime, fields, "delivery token", &claims, err);
+                                 max_lifetime, fields, "delivery token", &claims, NULL, err);
     if (st != SM_OK)
         return st;
     const char *jkt = json_string_value(json_object_get(claims, "jkt"));

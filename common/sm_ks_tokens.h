@@ -88,6 +88,21 @@ sm_status sm_ks_delivery_issue(const sm_ks_keys *keys, const char *iss,
 /* Verifying (now 0 = current time). */
 sm_status sm_ks_voucher_verify(const sm_jwks *keys, const char *iss, const char *compact,
                                size_t len, int64_t now, sm_ks_voucher *out, sm_error *err);
+
+/* A bounded cache of verified vouchers (per process, thread-safe): the key
+ * server sees the same voucher on every license of a sale. An entry is the
+ * voucher's parsed facts keyed by SHA-256 of the issuer and the voucher's
+ * exact bytes; a hit still needs the signing kid in the key set and passes
+ * the exp/iat checks against now again. Everything else (payment,
+ * revocation, contract) is the database's to check on every request. */
+#define SM_KS_VOUCHER_CACHE_MAX 65536u
+typedef struct sm_ks_voucher_cache sm_ks_voucher_cache;
+sm_status sm_ks_voucher_cache_new(size_t slots, sm_ks_voucher_cache **out, sm_error *err);
+void sm_ks_voucher_cache_free(sm_ks_voucher_cache *cache);
+/* sm_ks_voucher_verify through the cache (cache NULL: no caching). */
+sm_status sm_ks_voucher_verify_cached(sm_ks_voucher_cache *cache, const sm_jwks *keys,
+                                      const char *iss, const char *compact, size_t len,
+                                      int64_t now, sm_ks_voucher *out, sm_error *err);
 sm_status sm_ks_payment_ack_verify(const sm_jwks *keys, const char *iss, const char *retailer,
                                    const char *compact, size_t len, int64_t now,
                                    sm_ks_payment_ack *out, sm_error *err);

@@ -2,7 +2,10 @@
 
 #include "smh_httpd.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include <apr_hash.h>
 #include <apr_strings.h>
@@ -12,6 +15,7 @@
 #include "keyserver.h"
 #include "smh_db.h"
 #include "smh_log.h"
+#include "sm_ks_tokens.h"
 
 /* One state per virtual host that uses the module, in a child-private
  * table keyed by the server_rec (the configuration is shared read-only). */
@@ -43,6 +47,106 @@ static sm_ks_kek *child_copy_of_kek(apr_pool_t *pchild, server_rec *s, const sm_
     return copy;
 }
 
+static apr_status_t free_voucher_cache(void *data)
+{
+    sm_ks_voucher_cache_free(data);
+    return APR_SUCCESS;
+}
+
+/* ---- ledger sealer ----------------------------------------------------------
+ * A license row is its queued ledger entry (FORMATS.md §7.5); one thread per
+ * child and virtual host chains the queue every KS_SEAL_INTERVAL_MS. */
+
+#define KS_SEAL_INTERVAL_MS 100
+
+typedef struct ks_sealer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stop;
+    const sm_ks_ctx *ctx;
+    server_rec *s;
+} ks_sealer;
+
+static void *sealer_main(void *arg)
+{
+    ks_sealer *k = arg;
+    int failing = 0;
+    pthread_mutex_lock(&k->lock);
+    while (!k->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += KS_SEAL_INTERVAL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!k->stop && pthread_cond_timedwait(&k->wake, &k->lock, &until) != ETIMEDOUT) {
+        }
+        if (k->stop)
+            break;
+        pthread_mutex_unlock(&k->lock);
+        sm_error err = {0};
+        uint64_t sealed = 0;
+        if (sm_ks_ledger_seal(k->ctx, &sealed, &err) != SM_OK) {
+            /* Queued entries stay queued and are chained once the database
+             * answers again: say so once, not every interval. */
+            if (!failing)
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, k->s,
+                             SMLOGNO(01007) "ledger entries not chained yet, will retry: %s",
+                             err.message);
+            failing = 1;
+        } else if (failing) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, k->s,
+                         SMLOGNO(01008) "ledger sealing works again");
+            failing = 0;
+        }
+        pthread_mutex_lock(&k->lock);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+/* Registered after the database pool's cleanup, so it runs first: the
+ * thread is gone before the pool is. */
+static apr_status_t stop_sealer(void *data)
+{
+    ks_sealer *k = data;
+    pthread_mutex_lock(&k->lock);
+    k->stop = 1;
+    pthread_cond_signal(&k->wake);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    pthread_cond_destroy(&k->wake);
+    pthread_mutex_destroy(&k->lock);
+    return APR_SUCCESS;
+}
+
+static void start_sealer(apr_pool_t *pchild, server_rec *s, const sm_ks_ctx *ctx)
+{
+    ks_sealer *k = apr_pcalloc(pchild, sizeof(*k));
+    k->ctx = ctx;
+    k->s = s;
+    int rc = pthread_mutex_init(&k->lock, NULL);
+    if (rc == 0 && (rc = pthread_cond_init(&k->wake, NULL)) != 0)
+        pthread_mutex_destroy(&k->lock);
+    if (rc == 0 && (rc = pthread_create(&k->thread, NULL, sealer_main, k)) != 0) {
+        pthread_cond_destroy(&k->wake);
+        pthread_mutex_destroy(&k->lock);
+    }
+    if (rc != 0) {
+        /* Entries then wait for the next checkpoint, export or
+         * synchronous append, which seal first. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, rc, s,
+                     SMLOGNO(01009) "no ledger sealer thread in this child");
+        return;
+    }
+    apr_pool_cleanup_register(pchild, k, stop_sealer, apr_pool_cleanup_null);
+}
+
+/* Entries of each child's cache of verified vouchers (about 0.5 KiB each). */
+#define KS_VOUCHER_CACHE_SLOTS 4096u
+
 void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
 {
     states = apr_hash_make(pchild);
@@ -69,11 +173,23 @@ void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
         ctx->proof_max_age = (int64_t)c->proof_max_age;
         ctx->activation_limit = (uint32_t)c->activation_limit;
         ctx->checkpoint_every = c->checkpoint_every;
+        sm_error cerr = {0};
+        sm_ks_voucher_cache *vc = NULL;
+        if (sm_ks_voucher_cache_new(KS_VOUCHER_CACHE_SLOTS, &vc, &cerr) == SM_OK) {
+            ctx->voucher_cache = vc;
+            apr_pool_cleanup_register(pchild, vc, free_voucher_cache, apr_pool_cleanup_null);
+        } else {
+            /* Not fatal: vouchers are then verified on every request. */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                         SMLOGNO(01006) "no voucher cache in this child: %s", cerr.message);
+        }
         /* apr_hash keeps the key's address, not a copy: it must outlive
          * this loop. */
         server_rec **key = apr_palloc(pchild, sizeof(*key));
         *key = vs;
         apr_hash_set(states, key, sizeof(*key), st);
+        if (ctx->db != NULL)
+            start_sealer(pchild, vs, ctx);
         /* A fresh child clears proof ids nobody could replay any more; a
          * database that is down now is no reason to fail the child. */
         uint64_t purged = 0;

@@ -192,6 +192,19 @@ KeyServerDBPoolSize 4
     def query(self, sql):
         return self.env.db.query(sql, self.db.name)
 
+    def ledger_settled(self, timeout=10.0):
+        """Waits until the children's sealers have chained every queued
+        ledger entry (a license row is its queued entry; FORMATS.md §7.5)."""
+        deadline = time.monotonic() + timeout
+        while self.query("SELECT COUNT(*) FROM licenses WHERE chained = 0") != [("0",)]:
+            assert time.monotonic() < deadline, "ledger entries still queued after %ss" % timeout
+            time.sleep(0.02)
+
+    def ledger_count(self):
+        """Entries chained plus entries queued."""
+        return self.query("SELECT (SELECT COUNT(*) FROM ledger) + "
+                          "(SELECT COUNT(*) FROM licenses WHERE chained = 0)")
+
     def client(self, role=None):
         return _Prefixed(self.env.client(role), self.location)
 

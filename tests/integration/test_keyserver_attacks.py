@@ -138,6 +138,17 @@ def test_replayed_and_stale_proofs(sold):
     r = request_license(ks, device, reservation["voucher"], proof=proof)
     assert_problem(r, 401, "proof-replayed")
     assert "DPoP" in r.headers["WWW-Authenticate"]
+    # Spent by a license, it is spent for every other voucher too; spent by
+    # a refusal, it cannot win a license afterwards.
+    unpaid = cat.reserve(device)
+    assert_problem(request_license(ks, device, unpaid["voucher"], proof=proof), 401,
+                   "proof-replayed")
+    refused = device.proof(ks.license_url)
+    assert_problem(request_license(ks, device, unpaid["voucher"], proof=refused), 402,
+                   "not-paid")
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=refused), 401,
+                   "proof-replayed")
+    assert ks.query("SELECT COUNT(*) FROM licenses") == [("1",)]
     stale = device.proof(ks.license_url, iat=int(time.time()) - 3600)
     assert_problem(request_license(ks, device, reservation["voucher"], proof=stale), 401,
                    "proof-stale")
@@ -207,7 +218,19 @@ def test_license_before_payment_after_revocation_over_limit(sold):
     # Limit 2 in this fixture.
     for n in (1, 2):
         assert request_license(ks, device, reservation["voucher"]).json()["activation"] == n
-    assert_problem(request_license(ks, device, reservation["voucher"]), 403, "activation-limit")
+    # Refused over the limit: nothing counted, and the proof is spent all
+    # the same (a refusal rolls the activation back and records the proof
+    # id on its own).
+    proof = device.proof(ks.license_url)
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=proof), 403,
+                   "activation-limit")
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=proof), 401,
+                   "proof-replayed")
+    assert ks.query("SELECT activations FROM transactions WHERE txn = '%s'"
+                    % reservation["txn"]) == [("2",)]
+    assert_problem(request_license(ks, device, unpaid["voucher"]), 402, "not-paid")
+    assert ks.query("SELECT activations, rental_started_at IS NULL FROM transactions "
+                    "WHERE txn = '%s'" % unpaid["txn"]) == [("0", "1")]
     # A device revoked by the admin gets nothing, whatever it bought.
     other = cat.sold(device)
     r = ks.client("admin").post("/v1/revocations", json={
@@ -330,7 +353,9 @@ def test_path_traversal_in_work_ids(env):
 def test_database_down_fails_closed_and_recovers(sold, env):
     ks, cat, device, reservation = sold
     env.expect_log("SM00011")
-    ledger_before = ks.query("SELECT COUNT(*) FROM ledger")
+    # The children's ledger sealers notice the outage too.
+    env.allow_log("SM01007", "SM01008")
+    ledger_before = ks.ledger_count()
     env.db.stop()
     try:
         # A license cannot be released without the database: 503, no key.
@@ -345,7 +370,7 @@ def test_database_down_fails_closed_and_recovers(sold, env):
     finally:
         env.db.start()
     # Nothing half-written, and the same httpd works again.
-    assert ks.query("SELECT COUNT(*) FROM ledger") == ledger_before
+    assert ks.ledger_count() == ledger_before
     assert ks.query("SELECT COUNT(*) FROM licenses") == [("0",)]
     for _ in range(20):
         r = request_license(ks, device, reservation["voucher"])

@@ -27,6 +27,7 @@ def _parallel(env, role, send):
 
 
 def _ledger_types(ks, txn):
+    ks.ledger_settled()
     return [r[0] for r in ks.query("SELECT type FROM ledger WHERE txn = '%s' ORDER BY seq" % txn)]
 
 

@@ -92,7 +92,10 @@ def test_sale_and_license_end_to_end(env, sm_workspace):
     assert_problem(request_license(ks, device, reservation["voucher"]), 403,
                    "transaction-revoked")
 
-    # Every event is in the ledger, and the export verifies.
+    # Every event is in the ledger in the order it happened (the queued
+    # license entry was chained before the delivery), and the export
+    # verifies.
+    ks.ledger_settled()
     types = [row[0] for row in ks.query("SELECT type FROM ledger ORDER BY seq")]
     assert types == ["work-registered", "contract", "reservation", "payment", "license",
                      "delivery", "revocation"]
@@ -149,13 +152,60 @@ def test_checkpoints(env, sm_workspace):
     assert "checkpoints: 2 matched, the last at seq 4" in out
 
 
+def test_queued_license_entries(env, sm_workspace):
+    """A license's row is its queued ledger entry, chained by the
+    children's sealers: gapless, in order, checkpoints at their interval
+    also inside a batch, and an export seals what is still queued."""
+    ks = KeyServer(env, checkpoint_every=5, activation_limit=100)
+    env.httpd.start()
+    cat = Catalog(ks)                       # 2 entries
+    device = Device()
+    reservation = cat.sold(device)          # 2 more
+    for _ in range(12):
+        assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    ks.ledger_settled()
+    rows = ks.query("SELECT seq, type FROM ledger ORDER BY seq")
+    assert [int(r[0]) for r in rows] == list(range(1, 17))
+    assert [r[1] for r in rows[4:]] == ["license"] * 12
+    activations = [json.loads(r[0])["activation"] for r in ks.query(
+        "SELECT data FROM ledger WHERE type = 'license' ORDER BY seq")]
+    assert activations == list(range(1, 13))
+    assert ks.query("SELECT seq FROM ledger_checkpoints ORDER BY seq") == [
+        ("5",), ("10",), ("15",)]
+    assert ks.query("SELECT seq, hash = (SELECT hash FROM ledger WHERE seq = 16) "
+                    "FROM ledger_head") == [("16", "1")]
+    # A license row queued right before an export is in it, whether a
+    # sealer or the export's own sealing chains it.
+    ks.query("INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, work_id, "
+             "activation) VALUES ('%s', '%s', UNIX_TIMESTAMP(), 'proof-jti-0000000013', "
+             "'delivery-jti-00000013', '%s', 13)" % (reservation["txn"], device.jkt,
+                                                     cat.work_id))
+    export = ks.client("admin").get("/v1/ledger/export")
+    assert export.status_code == 200
+    code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
+    assert code == 0, (out, err)
+    assert "ledger ok: 17 entries" in out, out
+    assert ks.query("SELECT COUNT(*) FROM licenses WHERE chained = 0") == [("0",)]
+    last = json.loads(ks.query("SELECT data FROM ledger WHERE seq = 17")[0][0])
+    assert last == {"txn": reservation["txn"], "work_id": cat.work_id, "jkt": device.jkt,
+                    "activation": 13}
+
+
 def test_spent_proof_ids_are_purged(env):
     ks = KeyServer(env)
     env.httpd.start()
     cat = Catalog(ks)
     device = Device()
     reservation = cat.sold(device)
-    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    proof = device.proof(ks.license_url)
+    assert request_license(ks, device, reservation["voucher"], proof=proof).status_code == 200
+    # A granted license records its proof id in its own row, not here.
+    assert ks.query("SELECT COUNT(*) FROM dpop_jtis") == [("0",)]
+    assert_problem(request_license(ks, device, reservation["voucher"], proof=proof), 401,
+                   "proof-replayed")
+    # A refusal records its proof's id here.
+    unpaid = cat.reserve(device)
+    assert_problem(request_license(ks, device, unpaid["voucher"]), 402, "not-paid")
     # One proof id from long ago, one current.
     ks.query("INSERT INTO dpop_jtis (jkt, jti, seen_at) VALUES ('%s', 'old-proof-id-0000', 1)"
              % device.jkt)

@@ -1795,6 +1795,64 @@ START_TEST(test_dpop_private_jwk)
 }
 END_TEST
 
+START_TEST(test_dpop_key)
+{
+    /* sm_dpop_verify_key hands back the proof's public key: the device's,
+     * the same (cached) object for the next proof, usable as the JWE
+     * recipient; nothing on failure; a point off the curve next to a cached
+     * one is still refused. */
+    sm_error err = {0};
+    sm_jwk *dev = new_key();
+    char jkt[SM_JKT_SIZE];
+    ck_assert_int_eq(sm_jwk_thumbprint(dev, jkt, &err), SM_OK);
+    sm_dpop_expect e;
+    sm_dpop_expect_init(&e, "POST", HTU);
+    e.now = NOW;
+    sm_dpop_result res;
+    sm_jwk *k1 = NULL, *k2 = NULL, *k3 = NULL;
+    char *p1 = dpop(dev, "POST", HTU, NULL, NULL), *p2 = dpop(dev, "POST", HTU, NULL, NULL);
+    ck_assert_int_eq(sm_dpop_verify_key(p1, strlen(p1), &e, &res, &k1, &err), SM_OK);
+    ck_assert_str_eq(res.jkt, jkt);
+    ck_assert_ptr_nonnull(k1);
+    ck_assert(sm_jwk_same_public(k1, dev));
+    ck_assert(!sm_jwk_has_private(k1));
+    ck_assert_ptr_null(sm_jwk_kid(k1));
+    ck_assert_int_eq(sm_dpop_verify_key(p2, strlen(p2), &e, &res, &k2, &err), SM_OK);
+    ck_assert_ptr_eq(k1, k2);
+    ck_assert_str_eq(res.jkt, jkt);
+    /* The media key wrapped to it opens with the device's private key. */
+    sm_secret *mk = sm_secret_random(32), *back = NULL;
+    char *jwe = NULL;
+    ck_assert_int_eq(sm_jwe_wrap_key(k2, mk, jkt, &jwe, &err), SM_OK);
+    ck_assert_int_eq(sm_jwe_unwrap_key(dev, jwe, strlen(jwe), &back, &err), SM_OK);
+    ck_assert(sm_ct_equal(back->bytes, mk->bytes, 32));
+    sm_secret_free(back);
+    free(jwe);
+    sm_jwk_free(k1);
+    sm_jwk_free(k2);
+    /* Refused: no key comes back. */
+    e.htu = "https://other.example/v1/license";
+    k3 = (sm_jwk *)1;
+    ck_assert_int_eq(sm_dpop_verify_key(p1, strlen(p1), &e, &res, &k3, &err), SM_ERR_CLAIM);
+    ck_assert_ptr_null(k3);
+    /* The cached x with another y (off the curve), validly signed. */
+    char *pub = sm_jwk_to_json(dev, 0, &err);
+    char *y = strstr(pub, "\"y\":\"");
+    ck_assert_ptr_nonnull(y);
+    y[6] = y[6] == 'A' ? 'B' : 'A';
+    char header[1024];
+    snprintf(header, sizeof(header), "{\"typ\":\"dpop+jwt\",\"alg\":\"ES256\",\"jwk\":%s}", pub);
+    char *bad = forge_signed(dev, header, DPOP_CLAIMS "}");
+    ck_assert_int_eq(dpop_verify_at(bad, NOW, NULL, NULL, &res, &err), SM_ERR_KEY);
+    free(bad);
+    sm_jwk_json_free(pub);
+    sm_secret_free(mk);
+    free(p1);
+    free(p2);
+    sm_jwk_free(dev);
+}
+END_TEST
+
 START_TEST(test_htu_equal)
 {
     static const char *const same[][2] = {
@@ -1877,6 +1935,7 @@ static Suite *jose_suite(void)
     tcase_add_loop_test(dp, test_dpop_forged, 0,
                         (int)(sizeof(forged_proofs) / sizeof(forged_proofs[0])));
     tcase_add_test(dp, test_dpop_private_jwk);
+    tcase_add_test(dp, test_dpop_key);
     tcase_add_test(dp, test_htu_equal);
     suite_add_tcase(s, dp);
     return s;

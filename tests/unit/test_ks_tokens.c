@@ -238,6 +238,80 @@ START_TEST(test_rotation)
 }
 END_TEST
 
+START_TEST(test_voucher_cache)
+{
+    /* A cached voucher gives the same facts, is still refused once expired
+     * or before its iat, is never found for other bytes, another issuer or
+     * another key set, and a bad voucher is never cached. */
+    sm_error err = {0};
+    sm_ks_voucher_cache *cache = NULL;
+    ck_assert_int_eq(sm_ks_voucher_cache_new(0, &cache, &err), SM_ERR_ARG);
+    ck_assert_int_eq(sm_ks_voucher_cache_new(8, &cache, &err), SM_OK);
+    const sm_jwks *jwks = sm_ks_keys_jwks(keys);
+    sm_ks_voucher v = sample_voucher(), got, again;
+    char *tok = NULL;
+    ck_assert_int_eq(sm_ks_voucher_issue(keys, ISS, &v, NOW, 600, &tok, &err), SM_OK);
+    size_t n = strlen(tok);
+    ck_assert_int_eq(sm_ks_voucher_verify_cached(cache, jwks, ISS, tok, n, NOW, &got, &err),
+                     SM_OK);
+    ck_assert_int_eq(sm_ks_voucher_verify_cached(cache, jwks, ISS, tok, n, NOW + 5, &again, &err),
+                     SM_OK);
+    ck_assert_mem_eq(&got, &again, sizeof(got));
+    ck_assert_str_eq(again.txn, "txn-abc");
+    ck_assert_str_eq(again.jti, v.jti);
+    /* Time is checked on every hit. */
+    ck_assert_int_eq(
+        sm_ks_voucher_verify_cached(cache, jwks, ISS, tok, n, NOW + 600 + 61, &again, &err),
+        SM_ERR_EXPIRED);
+    ck_assert_str_eq(again.txn, "");
+    ck_assert_int_eq(
+        sm_ks_voucher_verify_cached(cache, jwks, ISS, tok, n, NOW - 61, &again, &err),
+        SM_ERR_EXPIRED);
+    /* Another issuer: not a hit, and the full check refuses it. */
+    ck_assert_int_eq(
+        sm_ks_voucher_verify_cached(cache, jwks, "https://other", tok, n, NOW, &again, &err),
+        SM_ERR_CLAIM);
+    /* A set without the signing key: not a hit. */
+    sm_ks_keys *other = NULL;
+    sm_jwk *k = NULL;
+    ck_assert_int_eq(sm_ks_keys_new(&other, &err), SM_OK);
+    ck_assert_int_eq(sm_jwk_generate(&k, &err), SM_OK);
+    ck_assert_int_eq(sm_ks_keys_add_signing(other, k, "new", 1, &err), SM_OK);
+    ck_assert_int_eq(sm_ks_voucher_verify_cached(cache, sm_ks_keys_jwks(other), ISS, tok, n,
+                                                 NOW, &again, &err),
+                     SM_ERR_AUTH);
+    sm_ks_keys_free(other);
+    /* Altered bytes, even where a lenient decoder would not look: not a
+     * hit, and refused. */
+    char *dot = strchr(tok, '.'), saved = dot[5];
+    dot[5] = dot[5] == 'A' ? 'B' : 'A';
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_ne(sm_ks_voucher_verify_cached(cache, jwks, ISS, tok, n, NOW, &again, &err),
+                         SM_OK);
+    dot[5] = saved;
+    ck_assert_int_eq(sm_ks_voucher_verify_cached(cache, jwks, ISS, tok, n, NOW, &again, &err),
+                     SM_OK);
+    /* No cache: the plain verification. */
+    ck_assert_int_eq(sm_ks_voucher_verify_cached(NULL, jwks, ISS, tok, n, NOW, &again, &err),
+                     SM_OK);
+    /* Many vouchers through a small cache (evictions) all verify. */
+    for (int i = 0; i < 40; i++) {
+        char *t = NULL;
+        sm_ks_voucher w = sample_voucher();
+        ck_assert_int_eq(sm_ks_voucher_issue(keys, ISS, &w, NOW, 600, &t, &err), SM_OK);
+        for (int r = 0; r < 2; r++) {
+            ck_assert_int_eq(
+                sm_ks_voucher_verify_cached(cache, jwks, ISS, t, strlen(t), NOW, &again, &err),
+                SM_OK);
+            ck_assert_str_eq(again.jti, w.jti);
+        }
+        free(t);
+    }
+    free(tok);
+    sm_ks_voucher_cache_free(cache);
+}
+END_TEST
+
 START_TEST(test_payment_ack)
 {
     sm_error err = {0};
@@ -329,6 +403,7 @@ static Suite *tokens_suite(void)
     tcase_add_test(tc, test_voucher_round_trip);
     tcase_add_test(tc, test_voucher_strict_claims);
     tcase_add_test(tc, test_rotation);
+    tcase_add_test(tc, test_voucher_cache);
     tcase_add_test(tc, test_payment_ack);
     tcase_add_test(tc, test_delivery);
     suite_add_tcase(s, tc);
