@@ -92,9 +92,10 @@ def plugin_missing_reason():
             "the secmedia VLC plugin is not built (%s/libsecmedia_plugin.so)" % plugin_dir())
 
 
-def make_media(directory, fmt, seconds=MEDIA_SECONDS):
+def make_media(directory, fmt, seconds=MEDIA_SECONDS, name=None):
     """Generate the test file for fmt with ffmpeg (once per directory)."""
-    name, _, rate, codec = FORMATS[fmt]
+    default_name, _, rate, codec = FORMATS[fmt]
+    name = name or default_name
     path = os.path.join(directory, name)
     if os.path.exists(path):
         return path
@@ -227,7 +228,7 @@ class Shop:
     Works are packed and published with the real CLI; sales go through the
     retailer's reservation and payment; steering files point at both."""
 
-    def __init__(self, env, directory):
+    def __init__(self, env, directory, activation_limit=None):
         from mediastore_setup import MediaStore
         self.env = env
         self.directory = directory
@@ -235,7 +236,7 @@ class Shop:
         self.ms = MediaStore(env, keyserver_url=issuer, jwks_url=issuer + "/v1/jwks",
                              extra="MediaStoreTokenIssuer %s\n"
                                    "MediaStoreNotifyRetryInterval 1" % issuer)
-        self.ks = KeyServer(env, location="/ks")
+        self.ks = KeyServer(env, location="/ks", activation_limit=activation_limit)
         # A plugin's range requests and delivery-complete notices are normal.
         env.allow_log("SM02011", "SM02012")
         env.httpd.start()
