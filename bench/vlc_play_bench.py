@@ -65,7 +65,7 @@ def timed_decode(vs, mrl, outdir, name, plugin_args):
     stdout_path = os.path.join(outdir, name + ".out")
     with open(stdout_path, "w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
-                                env=vs.decoder_env(plugin=True))
+                                env=vs.decoder_env(plugin=True, home=outdir))
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     with open(stdout_path) as f:
@@ -114,7 +114,7 @@ def main():
         device_key = os.path.join(work.new_dir("device"), "device.jwk")
         jkt = vs.keygen(device_key)
         sale = shop.sell(item, jkt, os.path.join(media, "long.steer"))
-        args = vs.plugin_args(device_key, shop.ca_file)
+        args = vs.plugin_args(device_key, shop.ca_file, work.new_dir("offline"))
         out = work.new_dir("runs")
         log("%s: %d bytes plain, %d bytes packed; %d rounds" % (
             os.path.basename(plain), os.path.getsize(plain), os.path.getsize(item.smc),

@@ -158,9 +158,16 @@ class Decoded:
         return [l for l in self.log.splitlines() if l.startswith(("error ", "dialog error"))]
 
 
-def decoder_env(plugin):
+def decoder_env(plugin, home=None):
     env = dict(os.environ)
     env.pop("VLC_PLUGIN_PATH", None)
+    if home is not None:
+        # Defaults the plugin and VLC would take from the user's home
+        # (device key, offline store, caches) point into the test's dir.
+        for var, sub in (("HOME", ""), ("XDG_CONFIG_HOME", "config"),
+                         ("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache")):
+            env[var] = os.path.join(home, sub)
+        env.pop("SECMEDIA_DEVICE_KEY", None)
     if plugin:
         env["VLC_PLUGIN_PATH"] = plugin_dir()
     # Sanitizer builds: libvlc and its plugins leak at exit by design, which
@@ -190,7 +197,10 @@ def decode(mrl, outdir, name, plugin=True, start=None, video=False, preparse=Fal
     for arg in vlc_args:
         argv += ["--vlc-arg", arg]
     argv.append(mrl)
-    result = subprocess.run(argv, capture_output=True, text=True, env=decoder_env(plugin),
+    home = os.path.join(outdir, "home")
+    os.makedirs(home, exist_ok=True)
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            env=decoder_env(plugin, home),
                             timeout=timeout + 30)
     summary = {}
     for line in result.stdout.splitlines():
@@ -332,9 +342,16 @@ def keygen(path):
     return secmedia("keygen", "--key", path).stdout.strip()
 
 
-def plugin_args(device_key, ca_file, *extra):
-    return ["--secmedia-device-key=%s" % device_key, "--secmedia-ca-file=%s" % ca_file,
-            *extra]
+def plugin_args(device_key, ca_file, offline_dir, *extra):
+    """The plugin's options (docs/PLAYER.md §1.1). offline_dir always: the
+    plugin looks in its offline store first, and the default one is in the
+    user's home, which tests must neither read nor fill."""
+    args = ["--secmedia-offline-dir=%s" % offline_dir]
+    if device_key is not None:
+        args.append("--secmedia-device-key=%s" % device_key)
+    if ca_file is not None:
+        args.append("--secmedia-ca-file=%s" % ca_file)
+    return args + list(extra)
 
 
 # --- comparisons -----------------------------------------------------------------------

@@ -500,7 +500,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "vlc_decode: preparsing did not finish in time\n");
             return 3;
         }
+        /* What the playlist would show for the item after preparsing. */
+        char *title = libvlc_media_get_meta(media, libvlc_meta_Title);
+        char *artist = libvlc_media_get_meta(media, libvlc_meta_Artist);
         log_line("note", "vlc_decode", "preparsing done");
+        log_line("note", "preparsed title", title ? title : "(none)");
+        log_line("note", "preparsed artist", artist ? artist : "(none)");
+        libvlc_free(title);
+        libvlc_free(artist);
     }
 
     libvlc_media_player_t *player = libvlc_media_player_new_from_media(media);
