@@ -1,0 +1,68 @@
+/* The offline store (docs/PLAYER.md §2): per purchase a directory named by
+ * the SHA-256 of the steering file's voucher, holding license.json (the
+ * media key still wrapped to the device key) and media.smc (the container
+ * as served). Entries appear atomically (temporary directory + rename). */
+#ifndef SM_PL_OFFLINE_H
+#define SM_PL_OFFLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sm_error.h"
+#include "sm_pl_license.h"
+#include "sm_steer.h"
+
+#define SM_PL_OFFLINE_FORMAT "secmedia-offline/1"
+#define SM_PL_OFFLINE_LICENSE "license.json"
+#define SM_PL_OFFLINE_MEDIA "media.smc"
+#define SM_PL_OFFLINE_LICENSE_MAX 65536u
+
+/* $XDG_DATA_HOME/secmedia/offline (absolute XDG_DATA_HOME only), else
+ * $HOME/.local/share/secmedia/offline. */
+sm_status sm_pl_offline_default_dir(char *buf, size_t size, sm_error *err);
+
+/* base64url(SHA-256(voucher)): 43 characters + NUL. */
+sm_status sm_pl_offline_entry_name(const char *voucher, char out[44], sm_error *err);
+
+typedef struct sm_pl_offline_entry {
+    char *dir;          /* the entry's directory */
+    char *media_path;   /* dir/media.smc */
+    char *work_id;
+    char *txn;
+    uint32_t key_version;
+    char *key_jwe;
+    int rental;
+    int64_t rental_ends_at;
+    char *media_type;
+    uint64_t container_size;
+    int64_t stored_at;
+} sm_pl_offline_entry;
+
+/* Looks up the entry for steer. SM_ERR_NOT_FOUND when there is none; a
+ * damaged license.json, another work id or a container of another size is
+ * SM_ERR_FORMAT; a rental past its end (by `now`, 0 = the clock) is
+ * SM_ERR_EXPIRED with the "rental period has ended" sentence. */
+sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t now,
+                             sm_pl_offline_entry **out, sm_error *err);
+
+/* Writing an entry: begin makes store (0700) and a temporary directory in
+ * it; the caller writes the container to the fd; commit writes
+ * license.json, syncs and renames the directory to the entry's name
+ * (replacing an existing entry only with overwrite); abort removes it. */
+typedef struct sm_pl_offline_writer {
+    char *store;
+    char *tmp_dir;
+    char *final_dir;
+    int media_fd;
+} sm_pl_offline_writer;
+
+sm_status sm_pl_offline_begin(const char *store, const sm_steer *steer, int overwrite,
+                              sm_pl_offline_writer *w, sm_error *err);
+sm_status sm_pl_offline_commit(sm_pl_offline_writer *w, const sm_pl_license *lic,
+                               const char *media_type, uint64_t container_size, int64_t now,
+                               int overwrite, sm_error *err);
+void sm_pl_offline_abort(sm_pl_offline_writer *w);
+
+void sm_pl_offline_entry_free(sm_pl_offline_entry *e);
+
+#endif
