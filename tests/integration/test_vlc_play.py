@@ -19,18 +19,10 @@ from vlc_setup import FORMATS, decode, plugin_args
 
 ALL_FORMATS = list(FORMATS)
 # Start points (seconds) for the seek comparisons; the media is
-# MEDIA_SECONDS long.
-SEEK_POINTS = (1.3, 2.9, 4.6)
-# VLC 3's Ogg demuxer (vorbis, opus) keeps or drops the first packet decoded
-# after a start-time seek depending on thread timing: the same plain file
-# seeked twice gives one of two outputs (measured here: 1024 vs 0 leading
-# vorbis frames, 960 opus frames). So for these two the comparison allows a
-# length difference of up to one packet at the start, and, because the
-# decoder state differs after that extra packet, requires the outputs to be
-# identical except for their first SETTLE_SECONDS (Opus converges after
-# about 0.45 s; vorbis immediately).
-OGG_RACE = {"ogg": 2048 * 4, "opus": 960 * 4 * 3}   # bytes: one packet, s16 stereo
-SETTLE_SECONDS = 0.6
+# MEDIA_SECONDS long. VLC 3 itself does not give the same PCM twice for a
+# start-time play of the same plain file: see vlc_setup.SEEK_TOLERANCE for
+# what it varies by and why; the comparison allows exactly that.
+SEEK_POINTS = (1.3, 2.2, 3.3)
 
 
 # --- fixtures ---------------------------------------------------------------------
@@ -156,18 +148,10 @@ def assert_same_pcm(fmt, got, want, what):
 
 
 def assert_same_from_seek(fmt, got, want, start):
-    """Same PCM from the seek point, within the Ogg tolerance above."""
-    if got == want:
-        return
-    if fmt not in OGG_RACE:
-        assert_same_pcm(fmt, got, want, "start at %g s" % start)
-    shorter = min(len(got), len(want))
-    suffix = vs.common_suffix_len(got, want)
-    settle = pcm_bytes(fmt, SETTLE_SECONDS)
-    assert abs(len(got) - len(want)) <= OGG_RACE[fmt] and suffix >= shorter - settle, (
-        "start at %g s: %s PCM differs beyond VLC's Ogg seek race: %d vs %d bytes (allowed "
-        "difference %d), common tail %d bytes (need >= %d)" % (
-            start, fmt, len(got), len(want), OGG_RACE[fmt], suffix, shorter - settle))
+    """Same PCM from the seek point, within VLC's own run-to-run variation."""
+    problem = vs.seek_mismatch(fmt, got, want)
+    assert problem is None, "start at %g s: %s differs from the plain file: %s" % (
+        start, fmt, problem)
 
 
 # --- tests --------------------------------------------------------------------------
@@ -227,10 +211,10 @@ def test_steer_seeks_like_plain_file(fmt, plugin, reference, shop, device, outdi
     plain file gives from the same point."""
     sale = buy(shop, device, fmt, outdir)
     full = len(reference(fmt).audio)
+    # The references did seek (some formats ignore an early start point).
+    assert len(reference(fmt, SEEK_POINTS[-1]).audio) < full - pcm_bytes(fmt, 1)
     for start in SEEK_POINTS:
         want = reference(fmt, start)
-        # The reference did seek: it is shorter than the whole decode.
-        assert len(want.audio) < full - pcm_bytes(fmt, start / 2), want.describe()
         got = play(sale, outdir, "start-%g" % start, device[0], shop, start=start,
                    video=fmt == "mkv")
         assert got.returncode == 0, got.describe()
@@ -244,14 +228,14 @@ def test_preparse_costs_no_licence_and_log_holds_no_secret(plugin, shop, device,
     """As VLC's playlist does: preparse the item, then play it, with every
     log message captured (debug level). One licence in the key server's
     records; neither the media key (hex, base64, base64url) nor the delivery
-    token, the key JWE or a device proof in the log."""
+    token, the key JWE or a device proof in the log. (VLC 3 silences the
+    preparser's own input in the log, OBJECT_FLAGS_QUIET, so the count is
+    the evidence; that the preparser really opens the file is checked on a
+    tagged plain file in test_preparser_reads_plain_file_tags.)"""
     sale = buy(shop, device, "ogg", outdir)
     got = play(sale, outdir, "preparsed", device[0], shop, preparse=True)
     assert got.returncode == 0, got.describe()
-    assert "dialog note: vlc_decode: preparsing done" in got.log
-    # The preparser took title and artist from the steering file (PLAYER.md §1.2).
-    assert "dialog note: preparsed title: %s" % sale.work.title in got.log, got.log_path
-    assert "dialog note: preparsed artist: The Testers" in got.log, got.log_path
+    assert "dialog note: vlc_decode: preparsing done, status: done" in got.log
     assert sum(1 for l in got.log.splitlines() if l.startswith("debug ")) > 100, \
         "the log was not captured at debug level"
     assert_same_pcm("ogg", got.audio, reference("ogg").audio, "after preparsing")
@@ -260,6 +244,43 @@ def test_preparse_costs_no_licence_and_log_holds_no_secret(plugin, shop, device,
     assert len(jtis) == 1 and jtis[0]
     leaks = vs.secrets_in(got.log + got.stderr + got.stdout, sale.work, sale.voucher, jtis)
     assert not leaks, "found in VLC's log: %s (%s)" % (leaks, got.log_path)
+
+
+def test_preparse_alone_costs_no_licence(plugin, shop, device, outdir):
+    """Only preparsing (the playlist showing an item that is never played):
+    no licence, no activation used."""
+    sale = buy(shop, device, "mp3", outdir)
+    got = play(sale, outdir, "preparse-only", device[0], shop, preparse="only")
+    assert got.returncode == 0, got.describe()
+    assert shop.license_count(sale.txn) == 0, "preparsing alone asked for a licence"
+
+
+def test_preparser_reads_plain_file_tags(plugin, media_dir, outdir, shop, device):
+    """The harness's --preparse makes VLC open and demux the file (the
+    licence count above would prove nothing otherwise): a title tag in a
+    plain file shows up, with the plugin loaded."""
+    import subprocess
+    tagged = os.path.join(outdir, "tagged.ogg")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i",
+                    os.path.join(media_dir, FORMATS["ogg"][0]), "-c", "copy",
+                    "-metadata", "title=Tagged Title", tagged], check=True, timeout=60)
+    got = decode(tagged, outdir, "tagged", preparse=True,
+                 vlc_args=plugin_args(device[0], shop.ca_file,
+                                      os.path.join(outdir, "offline")))
+    assert got.returncode == 0, got.describe()
+    assert "dialog note: preparsed title: Tagged Title" in got.log, got.log_path
+
+
+def test_preparser_shows_steer_title(plugin, shop, device, outdir):
+    """PLAYER.md §1.2: while preparsing, the plugin sets the item's title and
+    artist from the steering file (what the playlist shows)."""
+    sale = buy(shop, device, "flac", outdir)
+    got = play(sale, outdir, "preparsed", device[0], shop, preparse=True)
+    assert got.returncode == 0, got.describe()
+    assert "dialog note: preparsed title: %s" % sale.work.title in got.log, \
+        "title after preparsing: %s" % [l for l in got.log.splitlines()
+                                         if l.startswith("dialog note: preparsed")]
+    assert "dialog note: preparsed artist: The Testers" in got.log
 
 
 def _chunk_offset(smc_path, chunk):
@@ -288,8 +309,12 @@ def test_damaged_chunk_gives_error_and_no_garbage(plugin, shop, device, outdir, 
         f.seek(offset)
         f.write(bytes([byte[0] ^ 0x01]))
     sale = shop.sell(work, device[1], os.path.join(outdir, "damaged.steer"))
-    got = play(sale, outdir, "damaged", device[0], shop)
+    # A bounded wait: if VLC does not end after the error, that is the bug.
+    got = play(sale, outdir, "damaged", device[0], shop, timeout=20)
     want = reference("flac").audio
+    assert got.returncode != 3, (
+        "VLC did not end within 20 s after the damaged chunk (in VLC 3 a "
+        "stream read of -1 means 'try again', 0 means end of stream):\n" + got.describe())
     assert got.returncode == 1, got.describe()
     assert any(m.startswith("The media is damaged or was tampered with:")
                for m in dialog_errors(got)), got.describe()

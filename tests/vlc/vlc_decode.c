@@ -307,6 +307,7 @@ static void usage(FILE *out)
           "  --start-time SEC    start at SEC seconds (media option :start-time)\n"
           "  --stop-time SEC     stop at SEC seconds\n"
           "  --preparse          parse the media first, as VLC's playlist does\n"
+          "  --preparse-only     parse the media and exit without playing\n"
           "  --media-option OPT  extra media option, without the leading ':'\n"
           "  --vlc-arg ARG       extra libvlc argument, e.g. --secmedia-offline\n"
           "  --fail-module NAME  an error logged by module NAME fails the run\n"
@@ -347,7 +348,7 @@ int main(int argc, char **argv)
     const char *audio_path = NULL, *video_path = NULL, *log_path = NULL;
     const char *mrl = NULL, *start = NULL, *stop = NULL;
     double timeout = 60, seconds;
-    bool preparse = false;
+    bool preparse = false, preparse_only = false;
     struct list media_opts = {0}, vlc_args = {0};
 
     for (int i = 1; i < argc; i++) {
@@ -359,6 +360,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--preparse") == 0) {
             preparse = true;
+            continue;
+        } else if (strcmp(a, "--preparse-only") == 0) {
+            preparse = preparse_only = true;
             continue;
         } else if (a[0] != '-' || a[1] != '-') {
             if (mrl != NULL) {
@@ -503,11 +507,24 @@ int main(int argc, char **argv)
         /* What the playlist would show for the item after preparsing. */
         char *title = libvlc_media_get_meta(media, libvlc_meta_Title);
         char *artist = libvlc_media_get_meta(media, libvlc_meta_Artist);
-        log_line("note", "vlc_decode", "preparsing done");
+        static const char *const statuses[] = {"none", "skipped", "failed", "timeout", "done"};
+        unsigned st = (unsigned)libvlc_media_get_parsed_status(media);
+        log_line("note", "vlc_decode: preparsing done, status",
+                 st < sizeof statuses / sizeof statuses[0] ? statuses[st] : "?");
         log_line("note", "preparsed title", title ? title : "(none)");
         log_line("note", "preparsed artist", artist ? artist : "(none)");
         libvlc_free(title);
         libvlc_free(artist);
+    }
+
+    if (preparse_only) {
+        libvlc_media_release(media);
+        libvlc_log_unset(vlc);
+        libvlc_release(vlc);
+        printf("vlc_decode: result=ok why=preparsed\n");
+        if (g.log)
+            fclose(g.log);
+        return 0;
     }
 
     libvlc_media_player_t *player = libvlc_media_player_new_from_media(media);
@@ -533,7 +550,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "vlc_decode: no end after %g s\n", timeout);
         pthread_mutex_lock(&g.lock);
         if (g.log)
+            fprintf(g.log, "vlc_decode: no end after %g s\n", timeout);
+        /* What was decoded so far stays readable for the test. */
+        if (g.log)
             fflush(g.log);
+        if (g.audio)
+            fflush(g.audio);
+        if (g.video)
+            fflush(g.video);
         pthread_mutex_unlock(&g.lock);
         _exit(3);
     }
