@@ -71,8 +71,10 @@ def decoder_path():
 
 
 def plugin_dir():
-    """Where the build leaves libsecmedia_plugin.so (VLC_PLUGIN_PATH)."""
-    return os.path.join(build_dir(), "vlc_access_secmedia", ".libs")
+    """Where the build leaves libsecmedia_plugin.so (VLC_PLUGIN_PATH);
+    $SM_VLC_PLUGIN_DIR overrides it (e.g. to test another build of it)."""
+    return os.environ.get("SM_VLC_PLUGIN_DIR") or os.path.join(
+        build_dir(), "vlc_access_secmedia", ".libs")
 
 
 def plugin_missing_reason():
@@ -204,6 +206,8 @@ def decode(mrl, outdir, name, plugin=True, start=None, video=False, preparse=Fal
     result = subprocess.run(argv, capture_output=True, text=True,
                             env=decoder_env(plugin, home),
                             timeout=timeout + 30)
+    with open(base + ".stderr", "w") as f:
+        f.write(result.stderr)
     summary = {}
     for line in result.stdout.splitlines():
         if line.startswith("vlc_decode: "):
