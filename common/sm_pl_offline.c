@@ -308,7 +308,7 @@ sm_status sm_pl_offline_begin(const char *store, const sm_steer *steer, int over
     }
     char *mpath = path_join(w->tmp_dir, SM_PL_OFFLINE_MEDIA);
     if (mpath != NULL)
-        w->media_fd = open(mpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        w->media_fd = open(mpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (w->media_fd < 0) {
         st = sm_error_set(err, SM_ERR_IO, "cannot create %s: %s",
                           mpath != NULL ? mpath : w->tmp_dir, strerror(errno));

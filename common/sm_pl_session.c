@@ -79,7 +79,7 @@ static sm_status reword_media_error(sm_status st, sm_error *err)
 {
     if (err == NULL || st == SM_OK)
         return st;
-    if (st == SM_ERR_UNAVAILABLE || st == SM_ERR_STATE || st == SM_ERR_NOMEM ||
+    if (st == SM_ERR_UNAVAILABLE || st == SM_ERR_STATE || st == SM_ERR_NOMEM || st == SM_ERR_IO ||
         strncmp(err->message, "Network failure", 15) == 0 ||
         strncmp(err->message, "Certificate failure", 19) == 0 ||
         strncmp(err->message, damaged, sizeof(damaged) - 1) == 0)

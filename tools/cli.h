@@ -28,6 +28,7 @@ int cmd_unpack(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_publish(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
 
 /* Prints "secmedia <cmd>: <message>" to stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

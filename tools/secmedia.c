@@ -20,6 +20,7 @@ static const struct {
     {"verify", cmd_verify, "authenticate a whole container without writing the plaintext"},
     {"publish", cmd_publish, "upload a packed work to media stores and register it with the key server"},
     {"ledger", cmd_ledger, "verify a key server ledger export (ledger verify EXPORT)"},
+    {"fetch", cmd_fetch, "keep a purchase (license + container) for offline play"},
 };
 
 static void usage(FILE *out)
@@ -34,7 +35,7 @@ static void usage(FILE *out)
             "  1 internal error       6 an output cannot be written\n"
             "  2 bad command line     7 a key is missing, unreadable or unsuitable\n"
             "  3 input unreadable     8 ffmpeg missing or failed, or a server unreachable\n"
-            "  4 input malformed        or refusing (publish)\n");
+            "  4 input malformed        or refusing (publish, fetch)\n");
 }
 
 int main(int argc, char **argv)

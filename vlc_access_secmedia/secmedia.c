@@ -96,12 +96,20 @@ static void report(stream_t *s, const char *message)
     vlc_dialog_display_error(s, "secmedia", "%s", message);
 }
 
-static bool preparsing(const stream_t *s)
+/* Whether this open is not a play: VLC's preparser or meta reader. VLC 3
+ * marks the access with b_preparsing, but the stream that wraps it (what
+ * a filter sees as its source) does not carry the flag, so also look at
+ * the input: a preparsing input never gets the "video"/"audio" variables
+ * (input_ConfigVarInit skips them), and a stream without an input is not
+ * being played either. */
+static bool preparsing(stream_t *s)
 {
     for (const stream_t *p = s; p != NULL; p = p->p_source)
         if (p->b_preparsing)
             return true;
-    return false;
+    if (s->p_input == NULL)
+        return true;
+    return var_Type(s->p_input, "video") == 0 && var_Type(s->p_input, "audio") == 0;
 }
 
 /* For the preparser: show the title and artist, fetch nothing. */

@@ -1,0 +1,246 @@
+/* Player core end to end over memory servers (common/sm_pl_session.c):
+ * play, seek, tamper, truncation, device key and license failures. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "pl_fixture.h"
+#include "sm_pl_fetch.h"
+#include "sm_pl_session.h"
+
+#define CHUNK 16384u
+
+/* Reads the whole media with reads of `step` bytes. */
+static void read_all(sm_pl_session *s, const plf_world *w, size_t step)
+{
+    uint8_t *buf = malloc(step);
+    uint64_t off = 0;
+    for (;;) {
+        size_t got = 0;
+        sm_error err = {SM_OK, ""};
+        ck_assert_msg(sm_pl_session_read(s, off, buf, step, &got, &err) == SM_OK, "%s",
+                      err.message);
+        if (got == 0)
+            break;
+        /* Never across a chunk boundary, so good bytes before a bad chunk come out. */
+        ck_assert_uint_le(off % CHUNK + got, CHUNK);
+        ck_assert_mem_eq(buf, w->plain + off, got);
+        off += got;
+    }
+    ck_assert_uint_eq(off, w->plain_len);
+    free(buf);
+}
+
+START_TEST(plays_the_whole_media)
+{
+    static const size_t sizes[] = {0, 1, CHUNK - 1, CHUNK, 5 * CHUNK + 77, 40 * CHUNK};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        plf_world *w = plf_new(sizes[i], "audio/flac", 1);
+        sm_pl_options o = plf_options(w);
+        sm_pl_session *s = NULL;
+        sm_error err = {SM_OK, ""};
+        ck_assert_msg(plf_open(w, &o, &s, NULL, &err) == SM_OK, "%s", err.message);
+        ck_assert_uint_eq(sm_pl_session_size(s), sizes[i]);
+        ck_assert_str_eq(sm_pl_session_media_type(s), "audio/flac");
+        ck_assert_int_eq(sm_pl_session_is_offline(s), 0);
+        read_all(s, w, 5000);
+        ck_assert_uint_eq(w->ks_requests, 1);
+        sm_pl_session_free(s);
+        plf_free(w);
+    }
+}
+END_TEST
+
+START_TEST(seeks_anywhere)
+{
+    plf_world *w = plf_new(64 * CHUNK + 1234, "video/x-matroska", 2);
+    sm_pl_options o = plf_options(w);
+    o.window = 4 * SM_PL_CHUNK_WIRE;
+    o.cache_chunks = 4;
+    sm_pl_session *s = NULL;
+    ck_assert_int_eq(plf_open(w, &o, &s, NULL, NULL), SM_OK);
+    /* The index at the end first (m4a/mkv), then back, then jumps. */
+    static const uint64_t offs[] = {64 * CHUNK + 1000, 0, 17, 30 * CHUNK - 5, 3 * CHUNK,
+                                    63 * CHUNK, 1 * CHUNK + 1, 64 * CHUNK + 1233};
+    uint8_t buf[CHUNK];
+    for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+        size_t got = 0;
+        ck_assert_int_eq(sm_pl_session_read(s, offs[i], buf, sizeof(buf), &got, NULL), SM_OK);
+        ck_assert_uint_gt(got, 0);
+        ck_assert_mem_eq(buf, w->plain + offs[i], got);
+    }
+    size_t got = 1;
+    ck_assert_int_eq(sm_pl_session_read(s, w->plain_len, buf, 10, &got, NULL), SM_OK);
+    ck_assert_uint_eq(got, 0);
+    ck_assert_int_eq(sm_pl_session_read(s, w->plain_len + 999, buf, 10, &got, NULL), SM_OK);
+    ck_assert_uint_eq(got, 0);
+    /* Only the chunks touched were fetched, not the whole file. */
+    ck_assert_uint_lt(sm_pl_session_media_requests(s), 12);
+    sm_pl_session_free(s);
+    plf_free(w);
+}
+END_TEST
+
+START_TEST(tampered_chunk_stops_with_an_error)
+{
+    plf_world *w = plf_new(10 * CHUNK, "audio/ogg", 1);
+    /* Flip one ciphertext byte of chunk 3. */
+    size_t at = w->container_len - 10 * SM_PL_CHUNK_WIRE + 3 * SM_PL_CHUNK_WIRE - 16 + 100;
+    w->mirrors[0].data[at] ^= 0x01;
+    sm_pl_options o = plf_options(w);
+    sm_pl_session *s = NULL;
+    ck_assert_int_eq(plf_open(w, &o, &s, NULL, NULL), SM_OK);
+    uint8_t buf[CHUNK];
+    uint64_t off = 0;
+    sm_status st = SM_OK;
+    sm_error err = {SM_OK, ""};
+    size_t got = 0;
+    while ((st = sm_pl_session_read(s, off, buf, sizeof(buf), &got, &err)) == SM_OK && got > 0) {
+        ck_assert_mem_eq(buf, w->plain + off, got);
+        off += got;
+    }
+    /* Everything before the bad chunk came out; nothing of it or after. */
+    ck_assert_int_eq(st, SM_ERR_AUTH);
+    ck_assert_uint_eq(off, 3 * CHUNK);
+    ck_assert_uint_eq(got, 0);
+    ck_assert_msg(strncmp(err.message, "The media is damaged or was tampered with: ", 43) == 0,
+                  "%s", err.message);
+    /* Final: later reads fail too, even of good chunks. */
+    ck_assert_int_ne(sm_pl_session_read(s, 0, buf, 10, &got, NULL), SM_OK);
+    ck_assert_uint_eq(got, 0);
+    sm_pl_session_free(s);
+
+    /* A changed header fails before any byte is played. */
+    memcpy(w->mirrors[0].data, w->container, w->container_len);
+    w->mirrors[0].data[20] ^= 0x20;
+    s = NULL;
+    ck_assert_int_ne(plf_open(w, &o, &s, NULL, &err), SM_OK);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strncmp(err.message, "The media is damaged", 20) == 0, "%s", err.message);
+    plf_free(w);
+}
+END_TEST
+
+START_TEST(truncated_media_refused)
+{
+    plf_world *w = plf_new(10 * CHUNK + 5, "audio/ogg", 1);
+    plf_mirror_set_data(w, 0, w->container, w->container_len - 100);
+    sm_pl_options o = plf_options(w);
+    sm_pl_session *s = NULL;
+    sm_error err = {SM_OK, ""};
+    ck_assert_int_ne(plf_open(w, &o, &s, NULL, &err), SM_OK);
+    ck_assert_msg(strncmp(err.message, "The media is damaged", 20) == 0, "%s", err.message);
+    /* Extra bytes at the end too. */
+    uint8_t *longer = calloc(1, w->container_len + 16400);
+    memcpy(longer, w->container, w->container_len);
+    plf_mirror_set_data(w, 0, longer, w->container_len + 16400);
+    free(longer);
+    ck_assert_int_ne(plf_open(w, &o, &s, NULL, &err), SM_OK);
+    ck_assert_msg(strncmp(err.message, "The media is damaged", 20) == 0, "%s", err.message);
+    plf_free(w);
+}
+END_TEST
+
+START_TEST(device_key_problems_explained)
+{
+    plf_world *w = plf_new(100, "audio/ogg", 1);
+    sm_pl_options o = plf_options(w);
+    char missing[600];
+    snprintf(missing, sizeof(missing), "%s/none.jwk", w->dir);
+    o.device_key_path = missing;
+    sm_pl_session *s = NULL;
+    sm_error err = {SM_OK, ""};
+    ck_assert_int_eq(plf_open(w, &o, &s, NULL, &err), SM_ERR_KEY);
+    ck_assert_msg(strstr(err.message, "No device key at ") == err.message, "%s", err.message);
+    ck_assert_ptr_nonnull(strstr(err.message, "secmedia keygen"));
+    ck_assert_uint_eq(w->ks_requests, 0);
+
+    /* A public key only. */
+    char pub[600];
+    snprintf(pub, sizeof(pub), "%s/public.jwk", w->dir);
+    ck_assert_int_eq(sm_jwk_save_file(w->device_key, pub, 0, NULL), SM_OK);
+    o.device_key_path = pub;
+    ck_assert_int_eq(plf_open(w, &o, &s, NULL, &err), SM_ERR_KEY);
+    ck_assert_msg(strstr(err.message, "cannot be used") != NULL, "%s", err.message);
+    /* Readable by others. */
+    ck_assert_int_eq(chmod(w->device_key_path, 0644), 0);
+    o.device_key_path = w->device_key_path;
+    ck_assert_int_eq(plf_open(w, &o, &s, NULL, &err), SM_ERR_KEY);
+    ck_assert_msg(strstr(err.message, "cannot be used") != NULL, "%s", err.message);
+    ck_assert_uint_eq(w->ks_requests, 0);
+    plf_free(w);
+}
+END_TEST
+
+START_TEST(license_failures_explained)
+{
+    plf_world *w = plf_new(100, "audio/ogg", 1);
+    sm_pl_options o = plf_options(w);
+    sm_pl_session *s = NULL;
+    sm_error err = {SM_OK, ""};
+    sm_pl_refusal r = SM_PL_REFUSAL_NONE;
+    w->ks_status = 403;
+    w->ks_slug = "activation-limit";
+    w->ks_detail = "5 of 5 activations used";
+    ck_assert_int_eq(plf_open(w, &o, &s, &r, &err), SM_ERR_KEY);
+    ck_assert_int_eq(r, SM_PL_REFUSAL_ACTIVATION_LIMIT);
+    ck_assert_str_eq(err.message, "License refused: the activation limit for this purchase has "
+                                  "been reached. Server says: 5 of 5 activations used");
+    ck_assert_uint_eq(w->mirrors[0].requests, 0);
+
+    w->ks_status = 200;
+    w->ks_down = 1;
+    ck_assert_int_eq(plf_open(w, &o, &s, &r, &err), SM_ERR_UNAVAILABLE);
+    ck_assert_msg(strncmp(err.message, "Network failure: cannot reach", 29) == 0, "%s",
+                  err.message);
+
+    /* A key wrapped for another device. */
+    w->ks_down = 0;
+    sm_jwk *other = NULL;
+    ck_assert_int_eq(sm_jwk_generate(&other, NULL), SM_OK);
+    sm_jwk *mine = w->device_key;
+    w->device_key = other; /* the fake server wraps to this one */
+    ck_assert_int_eq(plf_open(w, &o, &s, &r, &err), SM_ERR_KEY);
+    ck_assert_msg(strstr(err.message, "cannot be opened with this device key") != NULL, "%s",
+                  err.message);
+    w->device_key = mine;
+    sm_jwk_free(other);
+
+    /* The whole license exchange keeps the token and key out of messages. */
+    w->ks_raw_body = "{\"txn\":1}";
+    w->ks_content_type = "application/json";
+    ck_assert_int_eq(plf_open(w, &o, &s, &r, &err), SM_ERR_FORMAT);
+    ck_assert_msg(strncmp(err.message, "The key server sent an invalid license", 38) == 0, "%s",
+                  err.message);
+    plf_free(w);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("pl_session");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, plays_the_whole_media);
+    tcase_add_test(tc, seeks_anywhere);
+    tcase_add_test(tc, tampered_chunk_stops_with_an_error);
+    tcase_add_test(tc, truncated_media_refused);
+    tcase_add_test(tc, device_key_problems_explained);
+    tcase_add_test(tc, license_failures_explained);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
