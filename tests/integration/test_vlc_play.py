@@ -186,6 +186,9 @@ def test_plain_file_left_alone_by_plugin(fmt, plugin, reference, media_dir, outd
                  vlc_args=plugin_args(device[0], shop.ca_file,
                                       os.path.join(outdir, "offline")))
     assert got.returncode == 0, got.describe()
+    # The plugin was there and declined (its probe), rather than absent.
+    assert 'looking for stream_filter module matching "any"' in got.log
+    assert 'using stream_filter module "secmedia"' not in got.log, got.log_path
     assert_same_pcm(fmt, got.audio, reference(fmt).audio, "plain file with the plugin loaded")
     assert got.video == reference(fmt).video
     assert int(shop.ks.query("SELECT COUNT(*) FROM licenses")[0][0]) == before
@@ -196,6 +199,7 @@ def test_steer_plays_like_plain_file(fmt, plugin, reference, shop, device, outdi
     sale = buy(shop, device, fmt, outdir)
     got = play(sale, outdir, "steer", device[0], shop, video=fmt == "mkv")
     assert got.returncode == 0, got.describe()
+    assert 'using stream_filter module "secmedia"' in got.log, got.log_path
     assert_same_pcm(fmt, got.audio, reference(fmt).audio, "whole file")
     if fmt == "mkv":
         assert got.summary["video_frames"] == reference(fmt).summary["video_frames"]
