@@ -8,6 +8,7 @@
 
 #include "sm_https.h"
 #include "sm_pl_http.h"
+#include "sm_secmem.h"
 
 struct sm_pl_http_curl {
     CURL *h;
@@ -297,6 +298,9 @@ sm_status sm_pl_http_curl_perform(void *ctx, const sm_pl_http_request *rq,
                               shown, errbuf[0] ? errbuf : curl_easy_strerror(rc));
         }
     }
+    /* Headers carry the delivery token and the proof: wipe curl's copies. */
+    for (struct curl_slist *l = headers; l != NULL; l = l->next)
+        sm_wipe(l->data, strlen(l->data));
     curl_slist_free_all(headers);
     /* Forget the pointers into this call's stack frame. */
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);

@@ -201,10 +201,23 @@ sm_status sm_pl_session_open(const sm_pl_options *o, const uint8_t *steer, size_
     if (st == SM_OK)
         st = sm_pl_load_device_key(o->device_key_path, &s->device_key, NULL, 0, err);
     char store[4096];
-    if (st == SM_OK)
-        st = resolve_offline_dir(o, store, sizeof(store), err);
-    sm_pl_offline_entry *entry = NULL;
+    int have_store = 0;
     if (st == SM_OK) {
+        /* Without a usable default store (no home directory) the player
+         * still plays online; an explicit store or keeping needs one. */
+        sm_error e = {SM_OK, ""};
+        sm_status rs = resolve_offline_dir(o, store, sizeof(store), &e);
+        have_store = rs == SM_OK;
+        if (rs != SM_OK && (o->offline_keep || (o->offline_dir != NULL && o->offline_dir[0]))) {
+            if (err != NULL)
+                *err = e;
+            st = rs;
+        }
+    }
+    sm_pl_offline_entry *entry = NULL;
+    if (st == SM_OK && !have_store) {
+        st = open_online(s, o, refusal, err);
+    } else if (st == SM_OK) {
         sm_error e = {SM_OK, ""};
         sm_status found = sm_pl_offline_find(store, s->steer, o->now, &entry, &e);
         if (found == SM_ERR_NOT_FOUND && o->offline_keep) {

@@ -112,7 +112,7 @@ static bool preparsing(stream_t *s)
     return var_Type(s->p_input, "video") == 0 && var_Type(s->p_input, "audio") == 0;
 }
 
-/* For the preparser: show the title and artist, fetch nothing. */
+/* The steering file's title, artist and album on the playlist item. */
 static void set_item_meta(stream_t *s, const uint8_t *buf, size_t len)
 {
     if (s->p_input == NULL)
@@ -134,11 +134,15 @@ static ssize_t Read(stream_t *s, void *buf, size_t len)
     stream_sys_t *sys = s->p_sys;
     size_t got = 0;
     sm_error err = {SM_OK, ""};
+    /* After the error was reported the stream is over: EOF, so the input
+     * ends instead of retrying; never bytes that were not authenticated. */
     if (sys->failed)
-        return -1;
-    if (sm_pl_session_read(sys->session, sys->pos, buf, len, &got, &err) != SM_OK) {
+        return 0;
+    sm_status st = sm_pl_session_read(sys->session, sys->pos, buf, len, &got, &err);
+    if (st != SM_OK) {
         sys->failed = true;
-        report(s, err.message);
+        if (st != SM_ERR_STATE) /* not when VLC is stopping the input */
+            report(s, err.message);
         return -1;
     }
     sys->pos += got;
@@ -148,6 +152,8 @@ static ssize_t Read(stream_t *s, void *buf, size_t len)
 static int Seek(stream_t *s, uint64_t offset)
 {
     stream_sys_t *sys = s->p_sys;
+    if (sys->failed)
+        return VLC_EGENERIC;
     sys->pos = offset;
     return VLC_SUCCESS;
 }
@@ -185,21 +191,19 @@ static int Control(stream_t *s, int query, va_list args)
     }
 }
 
-/* Reads the whole steering file (at most SM_STEER_MAX_SIZE + 1 bytes). */
+/* The whole steering file (at most SM_STEER_MAX_SIZE + 1 bytes), peeked so
+ * that the source is left untouched when the filter declines. */
 static uint8_t *read_steer(stream_t *src, size_t *len_out)
 {
-    size_t cap = SM_STEER_MAX_SIZE + 1;
-    uint8_t *buf = malloc(cap);
-    size_t len = 0;
+    const uint8_t *peek;
+    ssize_t n = vlc_stream_Peek(src, &peek, SM_STEER_MAX_SIZE + 1);
+    if (n < SM_STEER_MAGIC_LEN)
+        return NULL;
+    uint8_t *buf = malloc((size_t)n);
     if (buf == NULL)
         return NULL;
-    while (len < cap) {
-        ssize_t n = vlc_stream_Read(src, buf + len, cap - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    *len_out = len;
+    memcpy(buf, peek, (size_t)n);
+    *len_out = (size_t)n;
     return buf;
 }
 
@@ -215,7 +219,7 @@ static int Open(vlc_object_t *obj)
     size_t len = 0;
     uint8_t *steer = read_steer(s->p_source, &len);
     if (steer == NULL)
-        return VLC_ENOMEM;
+        return VLC_EGENERIC;
     if (preparsing(s)) {
         /* No license for the preparser: one play costs one activation. */
         msg_Dbg(s, "steering file seen while preparsing: metadata only, no license request");
@@ -223,6 +227,12 @@ static int Open(vlc_object_t *obj)
         free(steer);
         return VLC_EGENERIC;
     }
+
+    /* Playing: consume the steering file, so that if this filter fails no
+     * fallback demuxer (e.g. "ps", which takes anything) reads its text as
+     * media. */
+    if (vlc_stream_Read(s->p_source, NULL, len) < 0)
+        msg_Dbg(s, "could not skip the steering file's bytes");
 
     sm_secmem_init();
     stream_sys_t *sys = calloc(1, sizeof(*sys));
@@ -255,6 +265,8 @@ static int Open(vlc_object_t *obj)
     free(device_key);
     free(ca_file);
     free(offline_dir);
+    if (st == SM_OK)
+        set_item_meta(s, steer, len); /* the media's own tags may refine it */
     free(steer);
     if (st != SM_OK) {
         if (st != SM_ERR_STATE) /* not when the user stopped it */
