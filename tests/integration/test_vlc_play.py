@@ -176,6 +176,22 @@ def test_reference_decodes_are_complete_and_stable(fmt, reference, media_dir, ou
     assert again.video == ref.video
 
 
+def test_decoder_reports_unplayable_input(outdir):
+    """vlc_decode itself: a file VLC cannot open ends in exit 1 with VLC's
+    error dialog in the log and no audio; bad usage is exit 2. (Bytes that
+    no demuxer understands are not an error to VLC: some demuxer takes them
+    and finds nothing, so every test also checks how much was decoded.)"""
+    junk = os.path.join(outdir, "missing.ogg")
+    got = decode(junk, outdir, "junk", plugin=False, fail_module=None)
+    assert got.returncode == 1, got.describe()
+    assert got.summary.get("result") == "failed" and len(got.audio) == 0
+    assert any(l.startswith("dialog error: ") for l in got.log.splitlines()), got.log_path
+    import subprocess
+    usage = subprocess.run([vs.decoder_path(), "--start-time", "soon", junk],
+                           capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2 and "bad value for --start-time" in usage.stderr
+
+
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_plain_file_left_alone_by_plugin(fmt, plugin, reference, media_dir, outdir, device,
                                          shop):
