@@ -126,15 +126,20 @@ def main():
         timed_decode(vs, sale.steer, out, "warm-steer", args)
         cost = {"plain": [], "steer": []}
         first = {"plain": [], "steer": []}
+        decoded = set()
         for r in range(rounds):
             order = ("plain", "steer") if r % 2 == 0 else ("steer", "plain")
             for kind in order:
                 mrl = plain if kind == "plain" else sale.steer
                 cpu, first_ms, summary = timed_decode(vs, mrl, out, "%s-%d" % (kind, r), args)
+                decoded.add(summary.get("audio_bytes"))
                 cost[kind].append(cpu)
                 first[kind].append(first_ms)
                 log("round %d %-5s cpu=%.3fs first_audio=%.1fms audio_bytes=%s" % (
                     r + 1, kind, cpu, first_ms, summary.get("audio_bytes")))
+        if len(decoded) != 1:
+            raise RuntimeError("plain and steer runs decoded different amounts of audio: %s"
+                               % sorted(decoded))
         plain_cost = statistics.median(cost["plain"])
         steer_cost = statistics.median(cost["steer"])
         ratio = steer_cost / plain_cost
