@@ -35,8 +35,8 @@ struct sm_pl_session {
 
 static const char damaged[] = "The media is damaged or was tampered with: ";
 
-sm_status sm_pl_load_device_key(const char *path_or_null, sm_jwk **out, char *path_out,
-                                size_t path_size, sm_error *err)
+sm_status sm_pl_load_device_key(const char *path_or_null, const char *option_name, sm_jwk **out,
+                                char *path_out, size_t path_size, sm_error *err)
 {
     *out = NULL;
     char path[4096];
@@ -55,8 +55,8 @@ sm_status sm_pl_load_device_key(const char *path_or_null, sm_jwk **out, char *pa
     if (stat(path, &sb) != 0 && errno == ENOENT)
         return sm_error_set(err, SM_ERR_KEY,
                             "No device key at %s. Create one with \"secmedia keygen\" (and "
-                            "register its public key with your retailer), or set "
-                            "--secmedia-device-key.", path);
+                            "register its public key with your retailer), or set %s.", path,
+                            option_name != NULL ? option_name : "--secmedia-device-key");
     sm_error e = {SM_OK, ""};
     sm_jwk *key = NULL;
     sm_status st = sm_jwk_load_file(path, &key, &e);
@@ -199,7 +199,8 @@ sm_status sm_pl_session_open(const sm_pl_options *o, const uint8_t *steer, size_
     s->fdio.fd = -1;
     sm_status st = sm_steer_parse(steer, steer_len, o->steer_options, &s->steer, err);
     if (st == SM_OK)
-        st = sm_pl_load_device_key(o->device_key_path, &s->device_key, NULL, 0, err);
+        st = sm_pl_load_device_key(o->device_key_path, o->device_key_option, &s->device_key, NULL,
+                                   0, err);
     char store[4096];
     int have_store = 0;
     if (st == SM_OK) {
@@ -376,7 +377,8 @@ sm_status sm_pl_fetch_offline(const sm_pl_options *o, const sm_steer *steer, int
     if (st != SM_OK)
         return st;
     sm_jwk *device_key = NULL;
-    st = sm_pl_load_device_key(o->device_key_path, &device_key, NULL, 0, err);
+    st = sm_pl_load_device_key(o->device_key_path, o->device_key_option, &device_key, NULL, 0,
+                               err);
     if (st != SM_OK)
         return st;
     /* Check the store can take the entry before spending an activation. */

@@ -25,12 +25,16 @@ typedef struct sm_pl_options {
     size_t window;                /* read-ahead bytes per request; 0 = default */
     unsigned cache_chunks;        /* decrypted chunks kept; 0 = 16 */
     int64_t now;                  /* 0 = the clock (tests set it) */
+    /* How the user names another key file, for messages; NULL =
+     * "--secmedia-device-key" (the VLC option). */
+    const char *device_key_option;
 } sm_pl_options;
 
 /* Loads the device's private key: a missing file says how to make one
- * (`secmedia keygen`); path_out (may be NULL) gets the path used. */
-sm_status sm_pl_load_device_key(const char *path_or_null, sm_jwk **out, char *path_out,
-                                size_t path_size, sm_error *err);
+ * (`secmedia keygen`) or name another (option_name, NULL =
+ * "--secmedia-device-key"); path_out (may be NULL) gets the path used. */
+sm_status sm_pl_load_device_key(const char *path_or_null, const char *option_name, sm_jwk **out,
+                                char *path_out, size_t path_size, sm_error *err);
 
 typedef struct sm_pl_session sm_pl_session;
 

@@ -94,7 +94,10 @@ int cmd_fetch(int argc, char **argv)
         return cli_fail("fetch", &err, CLI_EXIT_FAILURE);
     }
     sm_pl_transport tr = {sm_pl_http_curl_perform, http};
-    sm_pl_options o = {.device_key_path = device_key, .offline_dir = dir, .transport = &tr};
+    sm_pl_options o = {.device_key_path = device_key,
+                       .offline_dir = dir,
+                       .transport = &tr,
+                       .device_key_option = "--device-key"};
     char entry[4096] = "";
     sm_pl_refusal refusal = SM_PL_REFUSAL_NONE;
     st = sm_pl_fetch_offline(&o, steer, force, entry, sizeof(entry), &refusal, &err);
