@@ -544,7 +544,7 @@ function orderItem(o) {
   li.append(el("span", { class: "order-title", text: o.title || o.work_id }), " — ",
     el("span", { class: "order-license", text: licenseText(o.license) }), ", ",
     el("span", { class: "order-price", text: points(o.price) }), ", ",
-    el("span", { class: "order-date", text: dateText(o.created_at) }), " ",
+    el("span", { class: "order-date", text: dateText(o.created_at) }), ", ",
     el("span", { class: "order-state", text: o.state }));
   if (o.gift) li.append(" ", el("span", { class: "order-gift", text: "(gift)" }));
   if (o.state === "completed") {

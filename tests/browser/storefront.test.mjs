@@ -242,6 +242,9 @@ async function run(context) {
   await waitText(page, "#wallet-balance", `^${cfg.codePoints - cfg.price}$`,
     "balance after the purchase");
 
+  // For people looking at a run: the page right after a purchase.
+  await page.screenshot({ path: path.join(cfg.downloads, "after-purchase.png"), fullPage: true });
+
   step("download the .steer");
   const bought = await download(page, () => page.click("#purchase-download"), "bought.steer");
   result.download = bought;
