@@ -439,11 +439,13 @@ static sm_status end_tx(sm_db_conn *c, void *argp, sm_error *err)
     end_args *a = argp;
     int64_t now = sm_rt_now(a->ctx);
     /* Ends it now (orders keep their reference); an offer that has not
-     * started yet gets an empty window that still satisfies the CHECK. */
+     * started yet gets a past one-second window (the CHECK wants
+     * valid_from < valid_until). */
     return sm_db_exec(c,
-                      "UPDATE offers SET valid_until = GREATEST(LEAST(valid_until, ?), "
-                      "valid_from + 1) WHERE offer_id = ?",
-                      SM_DB_PARAMS(sm_db_int(now), sm_db_uint(a->id)), &a->affected, err);
+                      "UPDATE offers SET valid_from = LEAST(valid_from, ? - 1), "
+                      "valid_until = LEAST(valid_until, ?) WHERE offer_id = ?",
+                      SM_DB_PARAMS(sm_db_int(now), sm_db_int(now), sm_db_uint(a->id)),
+                      &a->affected, err);
 }
 
 int rt_parse_id(const char *s, uint64_t *out)

@@ -348,10 +348,21 @@ static sm_status create_tx(sm_db_conn *c, void *argp, sm_error *err)
         return sm_error_set(err, SM_ERR_CONFLICT, "concurrent order with the same key");
     if (st != SM_OK)
         return st;
-    int found = 0;
-    if ((st = load_order(c, order_id, 0, a->ord, &found, err)) == SM_OK && !found)
-        st = sm_error_set(err, SM_ERR_DB, "the new order vanished");
-    return st;
+    /* The new row as the struct (no read back). */
+    rt_order *o = a->ord;
+    order_clear(o);
+    memcpy(o->order_id, order_id, sizeof(o->order_id));
+    memcpy(o->req_hash, a->req_hash, 32);
+    snprintf(o->state, sizeof(o->state), "pending");
+    o->offer_id = a->offer_id;
+    snprintf(o->work_id, sizeof(o->work_id), "%s", work_id);
+    o->terms.type = sm_ks_license_type_from_name(type);
+    o->terms.duration = duration;
+    o->price = price;
+    snprintf(o->jkt, sizeof(o->jkt), "%s", jkt);
+    o->gift = owner != a->account_id;
+    o->created_at = now;
+    return SM_OK;
 }
 
 /* ---- transitions ------------------------------------------------------------------- */
@@ -385,10 +396,17 @@ static sm_status relock(sm_db_conn *c, step_args *a, int *moved, sm_error *err)
     return st;
 }
 
+static sm_status debit_locked(sm_db_conn *c, step_args *a, sm_error *err);
+static sm_status fail_locked(sm_db_conn *c, step_args *a, sm_error *err);
+
+/* The reservation came back: record it and, in the same transaction,
+ * debit the wallet (pending -> reserved -> debited in one commit; a
+ * balance that no longer covers the price leaves it failed). */
 static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     step_args *a = argp;
     int moved = 0;
+    a->from = "pending";
     sm_status st = relock(c, a, &moved, err);
     if (st != SM_OK || moved)
         return st;
@@ -399,18 +417,24 @@ static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
                                  sm_db_int(a->wholesale), sm_db_text(a->currency),
                                  sm_db_int(sm_rt_now(a->ctx)), sm_db_text(a->ord->order_id)),
                     NULL, err);
-    if (st == SM_OK)
-        snprintf(a->ord->state, sizeof(a->ord->state), "reserved");
-    return st;
+    if (st != SM_OK)
+        return st;
+    snprintf(a->ord->state, sizeof(a->ord->state), "reserved");
+    snprintf(a->ord->txn, sizeof(a->ord->txn), "%s", a->txn);
+    free(a->ord->voucher);
+    a->ord->voucher = strdup(a->voucher);
+    a->ord->wholesale = a->wholesale;
+    snprintf(a->ord->currency, sizeof(a->ord->currency), "%s", a->currency);
+    if (a->ord->voucher == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    a->from = "reserved";
+    return debit_locked(c, a, err);
 }
 
-static sm_status fail_tx(sm_db_conn *c, void *argp, sm_error *err)
+/* The order row is locked and in state a->from. */
+static sm_status fail_locked(sm_db_conn *c, step_args *a, sm_error *err)
 {
-    step_args *a = argp;
-    int moved = 0;
-    sm_status st = relock(c, a, &moved, err);
-    if (st != SM_OK || moved)
-        return st;
+    sm_status st = SM_OK;
     int refund = strcmp(a->from, "debited") == 0;
     if (refund)
         st = rt_wallet_move(c, a->account_id, "refund", a->ord->price, a->ord->order_id, NULL,
@@ -431,18 +455,24 @@ static sm_status fail_tx(sm_db_conn *c, void *argp, sm_error *err)
     return st;
 }
 
-static sm_status debit_tx(sm_db_conn *c, void *argp, sm_error *err)
+static sm_status fail_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     step_args *a = argp;
     int moved = 0;
     sm_status st = relock(c, a, &moved, err);
     if (st != SM_OK || moved)
         return st;
+    return fail_locked(c, a, err);
+}
+
+/* The order row is locked and in state reserved. */
+static sm_status debit_locked(sm_db_conn *c, step_args *a, sm_error *err)
+{
     int64_t now = sm_rt_now(a->ctx);
     /* The order row is locked first, then the account row (the same order
      * in every transaction that takes both). */
-    st = rt_wallet_move(c, a->account_id, "order", -a->ord->price, a->ord->order_id, NULL, now,
-                        NULL, NULL, err);
+    sm_status st = rt_wallet_move(c, a->account_id, "order", -a->ord->price, a->ord->order_id,
+                                  NULL, now, NULL, NULL, err);
     if (st == SM_ERR_STATE) {
         /* Not enough points now (spent by a concurrent order): fail it;
          * the unpaid reservation expires at the key server. */
@@ -453,7 +483,7 @@ static sm_status debit_tx(sm_db_conn *c, void *argp, sm_error *err)
                                   (long long)a->ord->price);
         if (a->problem == NULL)
             return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        return fail_tx(c, a, err);
+        return fail_locked(c, a, err);
     }
     if (st == SM_OK)
         st = sm_db_exec(c, "UPDATE orders SET state = 'debited', updated_at = ? WHERE order_id = ?",
@@ -463,6 +493,69 @@ static sm_status debit_tx(sm_db_conn *c, void *argp, sm_error *err)
     return st;
 }
 
+static sm_status debit_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    step_args *a = argp;
+    int moved = 0;
+    sm_status st = relock(c, a, &moved, err);
+    if (st != SM_OK || moved)
+        return st;
+    return debit_locked(c, a, err);
+}
+
+static char *build_steer(const sm_rt_ctx *ctx, sm_db_conn *c, const rt_order *o, sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    sm_status st = sm_db_query(c,
+                               "SELECT title, artist, album, media_type FROM catalog_works "
+                               "WHERE work_id = ?",
+                               SM_DB_PARAMS(sm_db_text(o->work_id)), &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &has, err);
+    if (st != SM_OK || !has) {
+        sm_db_rows_free(rows);
+        if (st == SM_OK)
+            sm_error_set(err, SM_ERR_DB, "work %s left the catalog", o->work_id);
+        return NULL;
+    }
+    char *urls[SM_RT_MAX_MEDIA_STORES];
+    sm_steer s;
+    memset(&s, 0, sizeof(s));
+    s.version = SM_STEER_VERSION;
+    s.work_id = (char *)o->work_id;
+    s.title = (char *)sm_db_col_text(rows, 0, NULL);
+    const char *artist = sm_db_col_text(rows, 1, NULL), *album = sm_db_col_text(rows, 2, NULL),
+               *mt = sm_db_col_text(rows, 3, NULL);
+    s.artist = artist && artist[0] ? (char *)artist : NULL;
+    s.album = album && album[0] ? (char *)album : NULL;
+    s.media_type = mt && mt[0] ? (char *)mt : (char *)"application/octet-stream";
+    s.license_url = (char *)ctx->license_url;
+    for (size_t i = 0; i < ctx->n_media; i++) {
+        size_t n = strlen(ctx->media_urls[i]) + strlen(o->work_id) + 10;
+        urls[i] = malloc(n);
+        if (urls[i] != NULL)
+            snprintf(urls[i], n, "%s/works/%s", ctx->media_urls[i], o->work_id);
+    }
+    s.media_urls = urls;
+    s.media_url_count = ctx->n_media;
+    char preview[2200];
+    if (ctx->n_media > 0 && urls[0] != NULL) {
+        snprintf(preview, sizeof(preview), "%s/preview", urls[0]);
+        s.preview_url = preview;
+    }
+    s.voucher = o->voucher;
+    s.transaction_id = strchr(o->txn, '.') == NULL && o->txn[0] ? (char *)o->txn : NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if (sm_steer_serialize(&s, NULL, &text, &len, err) != SM_OK)
+        text = NULL;
+    for (size_t i = 0; i < ctx->n_media; i++)
+        free(urls[i]);
+    sm_db_rows_free(rows);
+    return text;
+}
+
 static sm_status complete_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     step_args *a = argp;
@@ -470,18 +563,23 @@ static sm_status complete_tx(sm_db_conn *c, void *argp, sm_error *err)
     sm_status st = relock(c, a, &moved, err);
     if (st != SM_OK || moved)
         return st;
+    char *steer = build_steer(a->ctx, c, a->ord, err);
+    if (steer == NULL)
+        return err->status != SM_OK ? err->status : SM_ERR_NOMEM;
     int64_t now = sm_rt_now(a->ctx);
     st = sm_db_exec(c,
                     "UPDATE orders SET state = 'completed', payment_token = ?, steer = ?, "
                     "completed_at = ?, updated_at = ? WHERE order_id = ?",
-                    SM_DB_PARAMS(sm_db_text(a->payment_token), sm_db_text(a->steer),
+                    SM_DB_PARAMS(sm_db_text(a->payment_token), sm_db_text(steer),
                                  sm_db_int(now), sm_db_int(now), sm_db_text(a->ord->order_id)),
                     NULL, err);
     if (st == SM_OK) {
         snprintf(a->ord->state, sizeof(a->ord->state), "completed");
         free(a->ord->steer);
-        a->ord->steer = strdup(a->steer);
+        a->ord->steer = steer;
         a->ord->completed_at = now;
+    } else {
+        free(steer);
     }
     return st;
 }
@@ -551,6 +649,8 @@ static sm_status step_reserve(const sm_rt_ctx *ctx, uint64_t account_id, rt_orde
                                 "the key server's reservation answer is malformed");
         }
         st = rt_run(ctx, reserved_tx, &a, out, err);
+        free(a.problem);
+        a.problem = NULL;
     } else {
         const char *slug = ans_str(ans, "type");
         const char *detail = ans_str(ans, "detail");
@@ -572,59 +672,6 @@ static sm_status step_debit(const sm_rt_ctx *ctx, uint64_t account_id, rt_order 
     sm_status st = rt_run(ctx, debit_tx, &a, out, err);
     free(a.problem);
     return st;
-}
-
-static char *build_steer(const sm_rt_ctx *ctx, sm_db_conn *c, const rt_order *o, sm_error *err)
-{
-    sm_db_rows *rows = NULL;
-    int has = 0;
-    sm_status st = sm_db_query(c,
-                               "SELECT title, artist, album, media_type FROM catalog_works "
-                               "WHERE work_id = ?",
-                               SM_DB_PARAMS(sm_db_text(o->work_id)), &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, &has, err);
-    if (st != SM_OK || !has) {
-        sm_db_rows_free(rows);
-        if (st == SM_OK)
-            sm_error_set(err, SM_ERR_DB, "work %s left the catalog", o->work_id);
-        return NULL;
-    }
-    char *urls[SM_RT_MAX_MEDIA_STORES];
-    sm_steer s;
-    memset(&s, 0, sizeof(s));
-    s.version = SM_STEER_VERSION;
-    s.work_id = (char *)o->work_id;
-    s.title = (char *)sm_db_col_text(rows, 0, NULL);
-    const char *artist = sm_db_col_text(rows, 1, NULL), *album = sm_db_col_text(rows, 2, NULL),
-               *mt = sm_db_col_text(rows, 3, NULL);
-    s.artist = artist && artist[0] ? (char *)artist : NULL;
-    s.album = album && album[0] ? (char *)album : NULL;
-    s.media_type = mt && mt[0] ? (char *)mt : (char *)"application/octet-stream";
-    s.license_url = (char *)ctx->license_url;
-    for (size_t i = 0; i < ctx->n_media; i++) {
-        size_t n = strlen(ctx->media_urls[i]) + strlen(o->work_id) + 10;
-        urls[i] = malloc(n);
-        if (urls[i] != NULL)
-            snprintf(urls[i], n, "%s/works/%s", ctx->media_urls[i], o->work_id);
-    }
-    s.media_urls = urls;
-    s.media_url_count = ctx->n_media;
-    char preview[2200];
-    if (ctx->n_media > 0 && urls[0] != NULL) {
-        snprintf(preview, sizeof(preview), "%s/preview", urls[0]);
-        s.preview_url = preview;
-    }
-    s.voucher = o->voucher;
-    s.transaction_id = strchr(o->txn, '.') == NULL && o->txn[0] ? (char *)o->txn : NULL;
-    char *text = NULL;
-    size_t len = 0;
-    if (sm_steer_serialize(&s, NULL, &text, &len, err) != SM_OK)
-        text = NULL;
-    for (size_t i = 0; i < ctx->n_media; i++)
-        free(urls[i]);
-    sm_db_rows_free(rows);
-    return text;
 }
 
 static sm_status step_pay(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o,
@@ -650,19 +697,7 @@ static sm_status step_pay(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o
             return sm_rt_refuse(out, 502, "keyserver-error", "Key server error",
                                 "the key server's payment answer is malformed");
         }
-        sm_db_conn *c = NULL;
-        char *steer = NULL;
-        if ((st = sm_db_acquire(ctx->db, &c, err)) == SM_OK) {
-            steer = build_steer(ctx, c, o, err);
-            sm_db_release(c);
-            if (steer == NULL)
-                st = err->status != SM_OK ? err->status : SM_ERR_NOMEM;
-        }
-        if (st == SM_OK) {
-            a.steer = steer;
-            st = rt_run(ctx, complete_tx, &a, out, err);
-        }
-        free(steer);
+        st = rt_run(ctx, complete_tx, &a, out, err);
     } else {
         const char *slug = ans_str(ans, "type");
         const char *detail = ans_str(ans, "detail");

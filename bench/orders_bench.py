@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""bench/orders: completed orders per second and p99 latency through the
+retailer with 32 concurrent buyers (wrk -t2 -c32, HTTPS keep-alive to the
+retailer). Every request is a full order: idempotency row, reservation at
+the key server (mutual TLS, kept-alive connection), wallet debit with its
+journal entry, payment recorded at the key server, steering file built and
+stored. Key server and retailer run in one httpd (as the integration tests
+do), each with its own database on one MariaDB, on this machine.
+
+Set-up (not measured): 32 accounts with a device, a bearer token and
+enough points each; one work under contract, synced, with an offer.
+Idempotency keys are unique per request (thread, counter, run nonce).
+
+Prints one last line: "orders: rate=<orders/s> p99_ms=<n> target=>=300"
+(the target: >= 300 orders/s and p99 < 100 ms).
+
+Env: SM_TOP_BUILDDIR (default <top>/build), BENCH_SECONDS (default 8),
+BENCH_ROUNDS (default 3); rate and p99 are medians over rounds."""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUYERS = 32
+POINTS_EACH = 1000000
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def ensure_tool(name, package):
+    if shutil.which(name):
+        return
+    log("installing %s" % package)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", package], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def ensure_built(build):
+    if not os.path.exists(os.path.join(build, "mod_retail", ".libs", "mod_retail.so")):
+        log("building into %s first" % build)
+        subprocess.run(["bash", os.path.join(TOP, ".ci", "install-deps")], check=True)
+        if not os.path.exists(os.path.join(build, "Makefile")):
+            subprocess.run(["autoreconf", "-fi"], cwd=TOP, check=True, stdout=subprocess.DEVNULL)
+            os.makedirs(build, exist_ok=True)
+            subprocess.run([os.path.join(TOP, "configure")], cwd=build, check=True,
+                           stdout=subprocess.DEVNULL)
+        subprocess.run(["make", "-j%d" % (os.cpu_count() or 2)], cwd=build, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+WRK_ORDERS = """
+local dir = "%s"
+local nonce = "%s"
+local counter = 0
+local tokens = {}
+local offer = 0
+local n = 0
+local bad = 0
+setup = function(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+init = function(args)
+  for line in io.lines(dir .. "/tokens.txt") do tokens[#tokens + 1] = line end
+  offer = tonumber(io.lines(dir .. "/offer.txt")())
+end
+request = function()
+  n = n + 1
+  local token = tokens[(n + id * 16) %% #tokens + 1]
+  return wrk.format("POST", "/shop/v1/orders",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token,
+     ["Idempotency-Key"] = nonce .. "-" .. id .. "-" .. n},
+    '{"offer_id":' .. offer .. '}')
+end
+response = function(status, headers, body)
+  if status ~= 201 then
+    bad = bad + 1
+    if bad < 3 then print("unexpected status " .. status .. " " .. body:sub(1, 300)) end
+  end
+end
+"""
+
+
+def wrk(url, script, seconds):
+    argv = ["wrk", "-t2", "-c%d" % BUYERS, "-d%ds" % seconds, "--latency", "-s", script, url]
+    out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
+    if "unexpected status" in out or "Non-2xx" in out:
+        raise SystemExit("wrk saw errors:\n" + out)
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    m = re.search(r"^\s*99%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    return rate, p99
+
+
+def main():
+    build = os.environ.get("SM_TOP_BUILDDIR") or os.path.join(TOP, "build")
+    ensure_built(build)
+    ensure_tool("wrk", "wrk")
+    os.environ.update(SM_TOP_BUILDDIR=build, SM_TOP_SRCDIR=TOP,
+                      SM_TESTS_BUILDDIR=os.path.join(build, "tests"))
+    sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+    import harness
+    from retail_setup import Retail
+
+    seconds = int(os.environ.get("BENCH_SECONDS", "8"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    harness.install_signal_handlers()
+    work = harness.Workspace()
+    db = harness.MariaDB(os.path.join(work.path, "mariadb"))
+    httpd = None
+    try:
+        pki = harness.TestPKI(os.path.join(work.path, "pki"))
+        db.start()
+        httpd = harness.Httpd(work.new_dir("httpd"), pki, log_level="warn")
+        env = harness.Env(pki, httpd, lambda: db)
+        shop = Retail(env, extra="RetailDBPoolSize 16",
+                      ks_extra="KeyServerDBPoolSize 16\nKeyServerCheckpointInterval 1000")
+        httpd.start()
+        cat = shop.catalog(price=1)
+        shop.sync()
+        offer = shop.offer(cat.work_id, 1)
+        codes = shop.codes(POINTS_EACH, count=BUYERS)
+        tokens = []
+        for i in range(BUYERS):
+            buyer, _, _ = shop.new_buyer()
+            buyer.json("POST", "/v1/wallet/redeem", {"code": codes[i]})
+            tokens.append(buyer.token)
+        wrk_dir = work.new_dir("wrk")
+        with open(os.path.join(wrk_dir, "tokens.txt"), "w") as f:
+            f.write("\n".join(tokens) + "\n")
+        with open(os.path.join(wrk_dir, "offer.txt"), "w") as f:
+            f.write("%d\n" % offer["offer_id"])
+        rates, p99s = [], []
+        for i in range(rounds + 1):
+            script = os.path.join(wrk_dir, "orders-%d.lua" % i)
+            with open(script, "w") as f:
+                f.write(WRK_ORDERS % (wrk_dir, secrets.token_hex(6)))
+            rate, p99 = wrk(httpd.https_url, script, 2 if i == 0 else seconds)
+            if i == 0:
+                log("warm-up: %.0f orders/s (p99 %.1f ms)" % (rate, p99))
+                continue
+            rates.append(rate)
+            p99s.append(p99)
+            log("round %d: %.0f orders/s (p99 %.1f ms)" % (i, rate, p99))
+        # Orders in flight when wrk stopped still finish on the server.
+        import time
+        for _ in range(50):
+            if not shop.query("SELECT 1 FROM orders WHERE state <> 'completed' LIMIT 1"):
+                break
+            time.sleep(0.2)
+        completed = int(shop.query("SELECT COUNT(*) FROM orders WHERE state = 'completed'")[0][0])
+        total = int(shop.query("SELECT COUNT(*) FROM orders")[0][0])
+        paid = int(shop.ks.query("SELECT COUNT(*) FROM payments")[0][0])
+        log("orders: %d completed of %d; key server payments: %d" % (completed, total, paid))
+        if completed != total or paid != completed:
+            raise SystemExit("inconsistent: not every order completed and paid once")
+        print("orders: rate=%.0f p99_ms=%.1f target=>=300" % (statistics.median(rates),
+                                                              statistics.median(p99s)))
+    finally:
+        if httpd is not None:
+            httpd.stop()
+        db.stop()
+        harness.REGISTRY.kill_all()
+        work.remove()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Retailer accounts, API tokens, the login rate limit, devices and the
+wallet (codes, top-ups through the payment authority's test double)."""
+
+import json
+import time
+import uuid
+
+import pytest
+
+from keyserver_setup import Device, assert_problem
+from retail_setup import PASSWORD, Retail
+
+SQL_META = "x'; DROP TABLE accounts; -- \" OR 1=1 #"
+
+
+@pytest.fixture
+def shop(env):
+    s = Retail(env, extra="RetailPaymentAuthority test-double\n"
+                          "RetailLoginMaxFailures 3\nRetailLoginMaxFailuresPerAddress 6")
+    env.httpd.start()
+    return s
+
+
+def test_signup_login_account_logout(shop, env):
+    email = shop.signup("Buyer.One@Example.org")
+    pub = shop.public()
+    acc = pub.json("POST", "/v1/accounts", {"email": "buyer.one@example.org",
+                                             "password": PASSWORD}, expect=409)
+    assert acc["type"].endswith("/account-exists")
+    token = shop.login("BUYER.ONE@example.org")
+    buyer = shop.consumer(token)
+    me = buyer.json("GET", "/v1/account")
+    assert me["email"] == email.lower() and me["balance"] == 0
+    # Stored hashed: neither the token nor the password is in the database.
+    dump = json.dumps(shop.query("SELECT HEX(token_sha256), account_id FROM api_tokens")) + json.dumps(
+        shop.query("SELECT password_hash FROM accounts"))
+    assert token not in dump and PASSWORD not in dump
+    assert shop.query("SELECT password_hash FROM accounts")[0][0].startswith("$scrypt$ln=10,")
+    r = buyer.delete("/v1/sessions/current")
+    assert r.status_code == 204
+    assert_problem(buyer.get("/v1/account"), 401, "token-invalid")
+
+
+def test_token_required_invalid_expired(shop):
+    pub = shop.public()
+    r = pub.get("/v1/account")
+    assert_problem(r, 401, "token-required")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_problem(shop.consumer("smrt_" + "A" * 43).get("/v1/account"), 401, "token-invalid")
+    assert_problem(shop.consumer("nonsense").get("/v1/wallet"), 401, "token-invalid")
+    assert_problem(shop.consumer(SQL_META).get("/v1/devices"), 401, "token-invalid")
+    email = shop.signup()
+    token = shop.login(email)
+    shop.env.db.execute("UPDATE api_tokens SET expires_at = 1", shop.db.name)
+    assert_problem(shop.consumer(token).get("/v1/account"), 401, "token-invalid")
+
+
+def test_login_failures_and_rate_limit(shop):
+    email = shop.signup()
+    pub = shop.public()
+    for _ in range(3):
+        assert_problem(pub.post("/v1/sessions",
+                                json={"email": email, "password": "wrong password!"}),
+                       401, "login-failed")
+    r = pub.post("/v1/sessions", json={"email": email, "password": PASSWORD})
+    doc = assert_problem(r, 429, "too-many-attempts")
+    assert int(r.headers["Retry-After"]) > 0
+    # Unknown accounts count against the address: 3 more reach its limit of 6.
+    for i in range(3):
+        assert_problem(pub.post("/v1/sessions", json={"email": "nobody%d@example.org" % i,
+                                                       "password": PASSWORD}), 401,
+                       "login-failed")
+    other = shop.signup()
+    assert_problem(pub.post("/v1/sessions", json={"email": other, "password": PASSWORD}), 429,
+                   "too-many-attempts")
+    # The window passes (moved back in the database): logins work again.
+    shop.env.db.execute("UPDATE login_failures SET window_start = window_start - 100000",
+                        shop.db.name)
+    assert shop.login(email)
+    assert doc["detail"]
+
+
+@pytest.mark.parametrize("body, what", [
+    ({"email": "a@example.org"}, "password"),
+    ({"email": "a@example.org", "password": "short"}, "password"),
+    ({"email": "not-an-address", "password": PASSWORD}, "email"),
+    ({"email": SQL_META + "@example.org", "password": PASSWORD}, "email"),
+    ({"email": "a@example.org", "password": PASSWORD, "admin": True}, "admin"),
+    ({"email": 7, "password": PASSWORD}, "email"),
+    ({"email": "a@example.org", "password": PASSWORD, "display_name": "x\u0001"},
+     "display_name"),
+])
+def test_signup_bad_input(shop, body, what):
+    doc = assert_problem(shop.public().post("/v1/accounts", json=body), 400, "invalid-request")
+    assert what in doc["detail"]
+
+
+def test_bodies_malformed_oversized_wrong_type(shop):
+    pub = shop.public()
+    r = pub.post("/v1/accounts", data=b'{"email":', headers={"Content-Type": "application/json"})
+    assert_problem(r, 400, "invalid-request")
+    r = pub.post("/v1/accounts", data=b'{"email":"a@b.c","email":"d@e.f","password":"xxxxxxxxxxxx"}',
+                 headers={"Content-Type": "application/json"})
+    assert_problem(r, 400, "invalid-request")
+    r = pub.post("/v1/accounts", data=b"email=a", headers={"Content-Type": "text/plain"})
+    assert_problem(r, 415, "unsupported-media-type")
+    r = pub.post("/v1/accounts", data=b'{"email":"' + b"a" * 70000 + b'"}',
+                 headers={"Content-Type": "application/json"})
+    assert_problem(r, 413, "body-too-large")
+
+
+def test_signup_keeps_sql_metacharacters_as_data(shop):
+    email = "o'brien\"--%@example.org"
+    assert_problem(shop.public().post("/v1/accounts", json={"email": email, "password": PASSWORD}),
+                   400, "invalid-request")
+    name = "Robert'); DROP TABLE accounts; --"
+    r = shop.public().post("/v1/accounts", json={"email": "rob@example.org", "password":
+                                                 PASSWORD + "'\"", "display_name": name})
+    assert r.status_code == 201, r.text
+    buyer = shop.consumer(shop.login("rob@example.org", PASSWORD + "'\""))
+    assert buyer.json("GET", "/v1/account")["display_name"] == name
+
+
+def test_devices(shop):
+    buyer, dev, _ = shop.new_buyer()
+    other, _, _ = shop.new_buyer(device=False)
+    listed = buyer.json("GET", "/v1/devices")["devices"]
+    assert [d["jkt"] for d in listed] == [dev.jkt] and "d" not in listed[0]["jwk"]
+    pub = json.loads(dev.key.export_public())
+    again = buyer.json("POST", "/v1/devices", {"jwk": pub}, expect=200)
+    assert again["jkt"] == dev.jkt
+    assert_problem(other.post("/v1/devices", json={"jwk": pub}), 409, "device-taken")
+    private = json.loads(Device().key.export_private())
+    assert_problem(buyer.post("/v1/devices", json={"jwk": private}), 400, "invalid-jwk")
+    bad = dict(pub, x=pub["y"])
+    assert_problem(buyer.post("/v1/devices", json={"jwk": bad}), 400, "invalid-jwk")
+    assert_problem(buyer.post("/v1/devices", json={"jwk": {"kty": "RSA"}}), 400, "invalid-jwk")
+    assert_problem(buyer.post("/v1/devices", json={"jwk": pub, "name": SQL_META * 20}), 400,
+                   "invalid-request")
+    assert_problem(buyer.post("/v1/devices", json={"jwk": "text"}), 400, "invalid-request")
+    assert_problem(other.delete("/v1/devices/" + dev.jkt), 404, "not-found")
+    assert_problem(buyer.delete("/v1/devices/" + "x" * 10), 400, "invalid-request")
+    assert buyer.delete("/v1/devices/" + dev.jkt).status_code == 204
+    assert buyer.json("GET", "/v1/devices")["devices"] == []
+
+
+def test_codes_redeem_and_journal(shop):
+    buyer, _, _ = shop.new_buyer()
+    codes = shop.codes(500, count=3)
+    assert len(set(codes)) == 3
+    # Stored hashed.
+    assert not any(c.replace("-", "") in json.dumps(shop.query("SELECT HEX(code_sha256), points FROM redeem_codes"))
+                   for c in codes)
+    e = buyer.json("POST", "/v1/wallet/redeem", {"code": codes[0].lower()})
+    assert e["amount"] == 500 and e["balance_after"] == 500
+    assert_problem(buyer.post("/v1/wallet/redeem", json={"code": codes[0]}), 409, "code-redeemed")
+    assert_problem(buyer.post("/v1/wallet/redeem", json={"code": "0" * 20}), 404, "unknown-code")
+    assert_problem(buyer.post("/v1/wallet/redeem", json={"code": SQL_META}), 400,
+                   "invalid-request")
+    shop.env.db.execute("UPDATE redeem_codes SET expires_at = 1 WHERE redeemed_by IS NULL",
+                        shop.db.name)
+    assert_problem(buyer.post("/v1/wallet/redeem", json={"code": codes[1]}), 410, "code-expired")
+    w = buyer.json("GET", "/v1/wallet?limit=1")
+    assert w["balance"] == 500 and len(w["entries"]) == 1
+    assert_problem(buyer.get("/v1/wallet?limit=0"), 400, "invalid-request")
+    assert_problem(buyer.get("/v1/wallet?limit=1&limit=2"), 400, "invalid-request")
+
+
+def test_codes_need_admin_certificate(shop, env):
+    body = {"points": 5, "count": 1}
+    assert_problem(shop.public().post("/v1/admin/codes", json=body), 403,
+                   "client-certificate-required")
+    assert_problem(shop.admin("owner").post("/v1/admin/codes", json=body), 403,
+                   "client-certificate-not-authorized")
+    with pytest.raises(Exception):
+        shop.admin("foreign").post("/v1/admin/codes", json=body)
+    assert_problem(shop.admin().post("/v1/admin/codes", json={"points": 0, "count": 1}), 400,
+                   "invalid-request")
+    assert_problem(shop.admin().post("/v1/admin/codes", json={"points": 1, "count": 1001}), 400,
+                   "invalid-request")
+    assert_problem(shop.admin().post("/v1/admin/codes", json={"points": "5", "count": 1}), 400,
+                   "invalid-request")
+
+
+def test_topup_through_test_double(shop):
+    buyer, _, _ = shop.new_buyer()
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    e = buyer.json("POST", "/v1/wallet/topups", {"points": 300, "payment_token": "approve"},
+                   expect=201, headers=key)
+    again = buyer.json("POST", "/v1/wallet/topups", {"points": 300, "payment_token": "approve"},
+                       expect=200, headers=key)
+    assert again["entry_id"] == e["entry_id"] and shop.balance(buyer) == 300
+    assert_problem(buyer.post("/v1/wallet/topups", json={"points": 300, "payment_token": "no"},
+                              headers={"Idempotency-Key": "k2"}), 402, "payment-declined")
+    assert_problem(buyer.post("/v1/wallet/topups", json={"points": 300, "payment_token":
+                                                         "approve"}), 400, "invalid-request")
+    assert shop.balance(buyer) == 300
+
+
+def test_topup_not_configured(env):
+    shop = Retail(env)
+    env.httpd.start()
+    buyer, _, _ = shop.new_buyer(device=False)
+    assert_problem(buyer.post("/v1/wallet/topups", json={"points": 1, "payment_token": "approve"},
+                              headers={"Idempotency-Key": "k"}), 501, "payments-not-configured")
