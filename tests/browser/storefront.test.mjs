@@ -99,6 +99,19 @@ async function download(page, click, name) {
   return { suggested, path: target };
 }
 
+// A P-256 public JWK as another device would have it (made here, in Node).
+async function spareDevice() {
+  const { webcrypto, createHash } = await import("node:crypto");
+  const pair = await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true,
+    ["sign", "verify"]);
+  const full = await webcrypto.subtle.exportKey("jwk", pair.publicKey);
+  const jwk = { kty: full.kty, crv: full.crv, x: full.x, y: full.y };
+  // RFC 7638: SHA-256 of the required members in lexicographic order.
+  const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  const jkt = createHash("sha256").update(canonical).digest("base64url");
+  return { jwk, jkt };
+}
+
 async function run(context) {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(cfg.timeout);
@@ -226,21 +239,51 @@ async function run(context) {
   await page.click("#device-form button[type=submit]");
   await page.locator(`#device-list li.device[data-jkt="${cfg.deviceJkt}"]`).waitFor();
   await expectNoError(page);
-  assert.equal(await page.locator("#purchase-device option").count(), 1);
 
-  step("buy");
+  step("register a second device by pasting its public key");
+  const spare = await spareDevice();
+  await page.fill("#device-jwk", JSON.stringify(spare.jwk));
+  await page.fill("#device-name", "Spare phone");
+  await page.click("#device-form button[type=submit]");
+  await page.locator(`#device-list li.device[data-jkt="${spare.jkt}"]`).waitFor();
+  await expectNoError(page);
+  assert.equal(await page.locator("#purchase-device option").count(), 2);
+
+  step("buy; the answer is lost, and trying again charges once");
+  // The first POST /v1/orders reaches the server, but the page never sees
+  // the answer (as on a dropped connection); the retry must carry the
+  // same Idempotency-Key and get the same order back.
+  const orderKeys = [];
+  let loseNext = true;
+  await page.route(/\/v1\/orders$/, async (route) => {
+    const req = route.request();
+    if (req.method() !== "POST") return route.continue();
+    orderKeys.push(req.headers()["idempotency-key"]);
+    if (!loseNext) return route.continue();
+    loseNext = false;
+    const answer = await route.fetch();
+    result.lostAnswerStatus = answer.status();
+    return route.abort("connectionreset");
+  });
   await offer.locator("button.buy").click();
   await page.locator("#purchase").waitFor({ state: "visible" });
   await page.selectOption("#purchase-device", cfg.deviceJkt);
   await page.click("#purchase-confirm");
+  await expectError(page, /could not reach the store/i, "lost answer");
+  await page.locator("#purchase-retry").waitFor({ state: "visible" });
+  assert.equal(result.lostAnswerStatus, 201, "the lost answer was a completed order");
+  await page.click("#purchase-retry");
   await page.locator("#purchase-done").waitFor({ state: "visible" });
   await expectNoError(page);
+  assert.equal(orderKeys.length, 2);
+  assert.match(orderKeys[0], /^[A-Za-z0-9._~:-]{1,128}$/);
+  assert.equal(orderKeys[1], orderKeys[0], "the retry reuses the Idempotency-Key");
   result.purchaseText = (await text(page, "#purchase-done-text")).trim();
   const orderId = /Order (\S+?)\./.exec(result.purchaseText)?.[1];
   assert.ok(orderId, `order id in "${result.purchaseText}"`);
   result.orderId = orderId;
   await waitText(page, "#wallet-balance", `^${cfg.codePoints - cfg.price}$`,
-    "balance after the purchase");
+    "balance after the purchase (charged once)");
 
   // For people looking at a run: the page right after a purchase.
   await page.screenshot({ path: path.join(cfg.downloads, "after-purchase.png"), fullPage: true });
@@ -249,28 +292,65 @@ async function run(context) {
   const bought = await download(page, () => page.click("#purchase-download"), "bought.steer");
   result.download = bought;
 
+  step("rent the same work: a new click, a new key, a new order");
+  const rental = item.locator("li.offer", { hasText: /Rent for 2 days/ });
+  result.rentalPrice = Number(/(\d+) points/.exec(await rental.textContent())[1]);
+  await rental.locator("button.buy").click();
+  await page.locator("#purchase-form").waitFor({ state: "visible" });
+  await page.selectOption("#purchase-device", cfg.deviceJkt);
+  await page.click("#purchase-confirm");
+  await page.locator("#purchase-done").waitFor({ state: "visible" });
+  await expectNoError(page);
+  assert.equal(orderKeys.length, 3);
+  assert.notEqual(orderKeys[2], orderKeys[0], "a new purchase gets a new Idempotency-Key");
+  result.rentalOrderId = /Order (\S+?)\./.exec(await text(page, "#purchase-done-text"))?.[1];
+  assert.ok(result.rentalOrderId && result.rentalOrderId !== orderId);
+  await waitText(page, "#wallet-balance", `^${cfg.codePoints - cfg.price - result.rentalPrice}$`,
+    "balance after the rental");
+  await page.unroute(/\/v1\/orders$/);
+
+  step("sign out, sign in again");
+  await page.click("#sign-out");
+  await page.locator("#auth").waitFor({ state: "visible" });
+  assert.ok(await page.locator("#account-bar").isHidden());
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("secmedia.token")), null);
+  await page.fill("#sign-in-email", cfg.email);
+  await page.fill("#sign-in-password", "not the password");
+  await page.click("#sign-in-form button[type=submit]");
+  result.wrongPasswordMessage = await expectError(page, /\w/, "wrong password");
+  await page.fill("#sign-in-password", cfg.password);
+  await page.click("#sign-in-form button[type=submit]");
+  await page.locator("#account-bar").waitFor({ state: "visible" });
+  await expectNoError(page);
+
   step("order history and download again");
   const row = page.locator(`#order-list li.order[data-order-id="${orderId}"]`);
   await row.waitFor();
   assert.equal((await row.locator(".order-state").textContent()).trim(), "completed");
-  assert.equal(await page.locator("#order-list li.order").count(), 1);
+  assert.equal(await page.locator("#order-list li.order").count(), 2);
   const again = await download(page, () => row.locator("button.download").click(), "history.steer");
   result.redownload = again;
+  await expectNoError(page);
+
+  step("remove the spare device");
+  await page.locator(`#device-list li.device[data-jkt="${spare.jkt}"] button`).click();
+  await page.locator(`#device-list li.device[data-jkt="${spare.jkt}"]`).waitFor({ state: "detached" });
+  assert.equal(await page.locator("#device-list li.device").count(), 1);
   await expectNoError(page);
 
   step("sign out");
   await page.click("#sign-out");
   await page.locator("#auth").waitFor({ state: "visible" });
-  assert.ok(await page.locator("#account-bar").isHidden());
   assert.equal(await page.evaluate(() => sessionStorage.getItem("secmedia.token")), null);
 
   step("nothing was blocked or thrown");
   const violations = await page.evaluate(() => window.__cspViolations);
   assert.deepEqual(violations, [], "Content-Security-Policy violations");
   assert.deepEqual(pageErrors, [], "uncaught errors in the page");
-  // The deliberate wrong code answers 404: the browser logs that request
-  // as a console error, and nothing else may appear.
-  const unexpected = consoleErrors.filter((m) => !/status of 404/.test(m));
+  // The deliberate unknown code (404), wrong password (401) and lost
+  // answer (connection reset) are logged by the browser; nothing else may be.
+  const expected = [/status of 404/, /status of 401/, /ERR_CONNECTION_RESET/];
+  const unexpected = consoleErrors.filter((m) => !expected.some((re) => re.test(m)));
   assert.deepEqual(unexpected, [], "console errors");
   result.consoleErrors = consoleErrors;
   return page;

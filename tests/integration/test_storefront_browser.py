@@ -48,6 +48,7 @@ STORE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-s
 NODE_TIMEOUT = 300          # the whole browser run; steps have their own waits
 CODE_POINTS = 1000
 PRICE = 250
+RENTAL_PRICE = 120
 
 WORKS = [
     # work id suffix, title, artist, album, tone (Hz), with preview
@@ -273,7 +274,7 @@ RetailStorefrontDir "{store_dir}"
         synced = shop.sync()
         assert synced["works"] == len(works), synced
         purchase = shop.offer(main.work_id, PRICE)
-        shop.offer(main.work_id, 120, license={"type": "rental", "duration": 172800})
+        shop.offer(main.work_id, RENTAL_PRICE, license={"type": "rental", "duration": 172800})
         shop.offer(works[1].work_id, 300)
         code = shop.codes(CODE_POINTS)[0]
 
@@ -293,6 +294,8 @@ RetailStorefrontDir "{store_dir}"
                        if not k.startswith(("SF_", "PLAYWRIGHT", "DEBUG"))}
         environment.update({
             "HOME": home, "TMPDIR": base,
+            # Node's own requests (playwright's route.fetch) trust the run CA.
+            "NODE_EXTRA_CA_CERTS": pki.ca_cert,
             "SF_NODE_MODULES": modules,
             "SF_STORE_URL": shop.url + "/store/",
             "SF_CHROMIUM": chromium,
@@ -426,11 +429,22 @@ def test_storefront_purchase_in_browser(store):
     r = buyer.get("/v1/orders/%s/steer" % order_id)
     assert r.status_code == 200 and r.content == bought
 
-    # The order: one, completed, paid from the redeemed code, for the device.
-    orders = buyer.json("GET", "/v1/orders")["orders"]
-    assert [(x["order_id"], x["state"], x["price"], x["device_jkt"], x["work_id"])
-            for x in orders] == [(order_id, "completed", PRICE, store.jkt, main.work_id)]
-    assert store.shop.balance(buyer) == CODE_POINTS - PRICE
+    # Two orders (the purchase, whose first answer was lost and which the
+    # retry completed, and the rental), each charged once from the code.
+    rental_id = o["rentalOrderId"]
+    assert o["rentalPrice"] == RENTAL_PRICE
+    orders = {x["order_id"]: x for x in buyer.json("GET", "/v1/orders")["orders"]}
+    assert set(orders) == {order_id, rental_id}
+    for oid, price, license in ((order_id, PRICE, {"type": "purchase"}),
+                                (rental_id, RENTAL_PRICE, {"type": "rental",
+                                                           "duration": 172800})):
+        x = orders[oid]
+        assert (x["state"], x["price"], x["device_jkt"], x["work_id"], x["license"]) == (
+            "completed", price, store.jkt, main.work_id, license), x
+    wallet = buyer.json("GET", "/v1/wallet")
+    assert wallet["balance"] == CODE_POINTS - PRICE - RENTAL_PRICE
+    assert sorted((e["kind"], e["amount"]) for e in wallet["entries"]) == [
+        ("order", -PRICE), ("order", -RENTAL_PRICE), ("redeem", CODE_POINTS)]
     devices = buyer.json("GET", "/v1/devices")["devices"]
     assert [(d["jkt"], d.get("name")) for d in devices] == [(store.jkt, "Living room VLC")]
 
