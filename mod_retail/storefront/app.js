@@ -65,7 +65,7 @@ function apiUrl(path, params) {
 
 async function api(method, path, { body, params, headers, auth = false, raw = false } = {}) {
   const h = new Headers(headers || {});
-  h.set("Accept", "application/json, application/problem+json");
+  if (!h.has("Accept")) h.set("Accept", "application/json, application/problem+json");
   if (body !== undefined) h.set("Content-Type", "application/json");
   if (auth) {
     if (!state.token) throw new ApiError("Please sign in first.", 401, null);
@@ -442,7 +442,7 @@ function onPreviewError() {
 
 function startPurchase(item, offer) {
   if (!signedIn()) return showError("Please sign in to buy.");
-  state.purchase = { item, offer, idempotencyKey: null, order: null };
+  state.purchase = { item, offer, idempotencyKey: null, body: null, order: null };
   $("purchase").hidden = false;
   $("purchase-form").hidden = false;
   $("purchase-done").hidden = true;
@@ -457,12 +457,18 @@ function startPurchase(item, offer) {
   $("purchase-device").focus();
 }
 
-async function placeOrder() {
-  const p = state.purchase;
+function orderBody() {
   const gift = $("purchase-gift").value.trim();
   const jkt = gift || $("purchase-device").value;
   if (!jkt) throw new ApiError("Choose the device to play it on, or register one first.", 0, null);
-  const body = { offer_id: p.offer.offer_id, device_jkt: jkt };
+  return { offer_id: state.purchase.offer.offer_id, device_jkt: jkt };
+}
+
+// Sends the order with the purchase's key and body; a retry sends both
+// unchanged (the server answers a changed body under the same key with 409).
+async function placeOrder() {
+  const p = state.purchase;
+  const body = p.body;
   $("purchase-confirm").disabled = true;
   $("purchase-retry").hidden = true;
   showStatus("Placing your order…");
@@ -471,17 +477,22 @@ async function placeOrder() {
       body, auth: true, headers: { "Idempotency-Key": p.idempotencyKey },
     });
   } catch (e) {
-    // A lost answer or a busy server: the same key makes the retry safe
-    // (never charged twice). Anything else needs a new order.
-    if (e instanceof ApiError && (e.status === 0 || e.status === 503 || e.status >= 500))
+    // A lost answer or a busy server: the order may exist. Only "Try
+    // again" (same key, same body: never charged twice) or "Cancel" are
+    // offered then, not a second order. Anything else needs a new order.
+    if (e instanceof ApiError && (e.status === 0 || e.status >= 500)) {
       $("purchase-retry").hidden = false;
-    else p.idempotencyKey = null;
-    $("purchase-confirm").disabled = false;
+    } else {
+      p.idempotencyKey = null;
+      p.body = null;
+      $("purchase-confirm").disabled = false;
+    }
     throw e;
   }
   if (p.order.state !== "completed") {
     const detail = p.order.problem && p.order.problem.detail;
     p.idempotencyKey = null;
+    p.body = null;
     $("purchase-confirm").disabled = false;
     throw new ApiError(detail || `The order is ${p.order.state}.`, 0, null);
   }
@@ -497,12 +508,17 @@ async function placeOrder() {
 
 const onConfirmPurchase = action(async () => {
   // One click, one order: a fresh key for each confirmation.
+  state.purchase.body = orderBody();
   state.purchase.idempotencyKey = newIdempotencyKey();
   await placeOrder();
 });
 
 const onRetryPurchase = action(async () => {
-  if (!state.purchase.idempotencyKey) state.purchase.idempotencyKey = newIdempotencyKey();
+  const p = state.purchase;
+  if (!p.idempotencyKey || !p.body) {
+    p.body = orderBody();
+    p.idempotencyKey = newIdempotencyKey();
+  }
   await placeOrder();
 });
 

@@ -271,6 +271,7 @@ async function run(context) {
   await page.click("#purchase-confirm");
   await expectError(page, /could not reach the store/i, "lost answer");
   await page.locator("#purchase-retry").waitFor({ state: "visible" });
+  assert.ok(await page.locator("#purchase-confirm").isDisabled(), "no second order while one may exist");
   assert.equal(result.lostAnswerStatus, 201, "the lost answer was a completed order");
   await page.click("#purchase-retry");
   await page.locator("#purchase-done").waitFor({ state: "visible" });
