@@ -40,9 +40,13 @@ function showError(text) {
   $("status").textContent = "";
 }
 
-function showStatus(text) {
+function clearError() {
   $("error").hidden = true;
   $("error").textContent = "";
+}
+
+function showStatus(text) {
+  clearError();
   $("status").textContent = text;
 }
 
@@ -105,10 +109,12 @@ async function api(method, path, { body, params, headers, auth = false, raw = fa
   throw new ApiError(text, response.status, problem);
 }
 
-// Runs an action from a button or form; its errors become the error message.
+// Runs an action from a button or form; its errors become the error
+// message. A new action clears the message of the one before.
 function action(fn) {
   return async (event) => {
     if (event && event.preventDefault) event.preventDefault();
+    clearError();
     try {
       await fn(event);
     } catch (e) {

@@ -232,6 +232,15 @@ async function run(context) {
   await expectError(page, /private key/i, "private key");
   assert.equal(await page.locator("#device-list li.device").count(), 0);
 
+  step("a pasted text that is not a P-256 public key is refused");
+  await page.fill("#device-jwk", "ssh-ed25519 AAAA not a jwk");
+  await page.click("#device-form button[type=submit]");
+  await expectError(page, /not valid JSON/, "not JSON");
+  await page.fill("#device-jwk", JSON.stringify({ kty: "RSA", n: "AQAB", e: "AQAB" }));
+  await page.click("#device-form button[type=submit]");
+  await expectError(page, /not a P-256 public key/, "RSA key");
+  assert.equal(await page.locator("#device-list li.device").count(), 0);
+
   step("register the device from its public key file");
   await page.setInputFiles("#device-file", cfg.devicePublic);
   await page.waitForFunction(() => document.getElementById("device-jwk").value.includes("\"x\""));
@@ -321,7 +330,7 @@ async function run(context) {
   result.wrongPasswordMessage = await expectError(page, /\w/, "wrong password");
   await page.fill("#sign-in-password", cfg.password);
   await page.click("#sign-in-form button[type=submit]");
-  await page.locator("#account-bar").waitFor({ state: "visible" });
+  await waitText(page, "#status", "^Signed in as ", "signed in");
   await expectNoError(page);
 
   step("order history and download again");
