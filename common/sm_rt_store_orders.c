@@ -4,10 +4,11 @@
  * a paid sale at the key server and a steering file (sm_rt_store.h,
  * docs/PROTOCOL.md §4.7).
  *
- *   pending  --reserve ok-->  reserved  --debit-->  debited  --payment ok-->  completed
- *      |  key server refuses     | balance too low      |  key server refuses for good
- *      v                         v                      v
- *    failed                    failed                refunded (debit given back)
+ *   pending --reservation ok + debit--> debited --payment recorded--> completed
+ *      | key server refuses,                   | key server refuses for good
+ *      | or balance too low                    v
+ *      v                                    refunded (debit given back)
+ *    failed
  *
  * Each arrow is one database transaction that checks the state it leaves
  * (row locked FOR UPDATE), so concurrent repeats of one order move it
@@ -54,6 +55,9 @@ typedef struct rt_order {
     char *problem;
     int64_t created_at, completed_at;
     char *title;
+    /* The work's display data, read with the offer (new orders only). */
+    int have_meta;
+    char *artist, *album, *media_type;
 } rt_order;
 
 static void order_clear(rt_order *o)
@@ -62,6 +66,9 @@ static void order_clear(rt_order *o)
     free(o->steer);
     free(o->problem);
     free(o->title);
+    free(o->artist);
+    free(o->album);
+    free(o->media_type);
     memset(o, 0, sizeof(*o));
 }
 
@@ -260,7 +267,8 @@ static sm_status create_tx(sm_db_conn *c, void *argp, sm_error *err)
     int64_t now = sm_rt_now(a->ctx);
     /* The offer, active now, of a work still sellable. */
     st = sm_db_query(c,
-                     "SELECT o.work_id, o.license_type, o.duration, o.price FROM offers o "
+                     "SELECT o.work_id, o.license_type, o.duration, o.price, w.title, w.artist, "
+                     "w.album, w.media_type FROM offers o "
                      "JOIN catalog_works w ON w.work_id = o.work_id WHERE o.offer_id = ? AND "
                      "o.valid_from <= ? AND o.valid_until > ? AND w.available = 1",
                      SM_DB_PARAMS(sm_db_uint(a->offer_id), sm_db_int(now), sm_db_int(now)), &rows,
@@ -271,8 +279,15 @@ static sm_status create_tx(sm_db_conn *c, void *argp, sm_error *err)
     if (st == SM_OK && (st = sm_db_rows_next(rows, &has, err)) == SM_OK && has &&
         (st = rt_col_copy(rows, 0, work_id, sizeof(work_id), err)) == SM_OK &&
         (st = rt_col_copy(rows, 1, type, sizeof(type), err)) == SM_OK &&
-        (st = sm_db_col_int(rows, 2, &duration, err)) == SM_OK)
-        st = sm_db_col_int(rows, 3, &price, err);
+        (st = sm_db_col_int(rows, 2, &duration, err)) == SM_OK &&
+        (st = sm_db_col_int(rows, 3, &price, err)) == SM_OK) {
+        order_clear(a->ord);
+        a->ord->title = dup_col(rows, 4);
+        a->ord->artist = dup_col(rows, 5);
+        a->ord->album = dup_col(rows, 6);
+        a->ord->media_type = dup_col(rows, 7);
+        a->ord->have_meta = a->ord->title != NULL;
+    }
     sm_db_rows_free(rows);
     if (st != SM_OK)
         return st;
@@ -350,7 +365,6 @@ static sm_status create_tx(sm_db_conn *c, void *argp, sm_error *err)
         return st;
     /* The new row as the struct (no read back). */
     rt_order *o = a->ord;
-    order_clear(o);
     memcpy(o->order_id, order_id, sizeof(o->order_id));
     memcpy(o->req_hash, a->req_hash, 32);
     snprintf(o->state, sizeof(o->state), "pending");
@@ -386,13 +400,28 @@ typedef struct step_args {
  * the state now loaded). */
 static sm_status relock(sm_db_conn *c, step_args *a, int *moved, sm_error *err)
 {
-    int found = 0;
-    char id[SM_RT_ORDER_ID_SIZE];
+    char id[SM_RT_ORDER_ID_SIZE], state[12] = "";
     memcpy(id, a->ord->order_id, sizeof(id));
-    sm_status st = load_order(c, id, 1, a->ord, &found, err);
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    *moved = 0;
+    sm_status st = sm_db_query(c, "SELECT state FROM orders WHERE order_id = ? FOR UPDATE",
+                               SM_DB_PARAMS(sm_db_text(id)), &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &has, err);
+    if (st == SM_OK && has)
+        st = rt_col_copy(rows, 0, state, sizeof(state), err);
+    sm_db_rows_free(rows);
+    if (st == SM_OK && !has)
+        st = sm_error_set(err, SM_ERR_DB, "order %s vanished", id);
+    if (st != SM_OK || strcmp(state, a->from) == 0)
+        return st; /* still where this step starts: the struct is current */
+    /* Another request moved it: take the row as it is now. */
+    int found = 0;
+    st = load_order(c, id, 0, a->ord, &found, err);
     if (st == SM_OK && !found)
         st = sm_error_set(err, SM_ERR_DB, "order %s vanished", id);
-    *moved = st == SM_OK && strcmp(a->ord->state, a->from) != 0;
+    *moved = st == SM_OK;
     return st;
 }
 
@@ -400,8 +429,8 @@ static sm_status debit_locked(sm_db_conn *c, step_args *a, sm_error *err);
 static sm_status fail_locked(sm_db_conn *c, step_args *a, sm_error *err);
 
 /* The reservation came back: record it and, in the same transaction,
- * debit the wallet (pending -> reserved -> debited in one commit; a
- * balance that no longer covers the price leaves it failed). */
+ * debit the wallet (pending -> debited in one commit); a balance that no
+ * longer covers the price fails the order instead, nothing debited. */
 static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     step_args *a = argp;
@@ -410,16 +439,8 @@ static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
     sm_status st = relock(c, a, &moved, err);
     if (st != SM_OK || moved)
         return st;
-    st = sm_db_exec(c,
-                    "UPDATE orders SET state = 'reserved', txn = ?, voucher = ?, "
-                    "wholesale_price = ?, currency = ?, updated_at = ? WHERE order_id = ?",
-                    SM_DB_PARAMS(sm_db_text(a->txn), sm_db_text(a->voucher),
-                                 sm_db_int(a->wholesale), sm_db_text(a->currency),
-                                 sm_db_int(sm_rt_now(a->ctx)), sm_db_text(a->ord->order_id)),
-                    NULL, err);
-    if (st != SM_OK)
-        return st;
-    snprintf(a->ord->state, sizeof(a->ord->state), "reserved");
+    /* The reservation's fields are written with the debit's (or the
+     * failure's) state change below: one UPDATE. */
     snprintf(a->ord->txn, sizeof(a->ord->txn), "%s", a->txn);
     free(a->ord->voucher);
     a->ord->voucher = strdup(a->voucher);
@@ -427,7 +448,6 @@ static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
     snprintf(a->ord->currency, sizeof(a->ord->currency), "%s", a->currency);
     if (a->ord->voucher == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    a->from = "reserved";
     return debit_locked(c, a, err);
 }
 
@@ -441,10 +461,15 @@ static sm_status fail_locked(sm_db_conn *c, step_args *a, sm_error *err)
                             sm_rt_now(a->ctx), NULL, NULL, err);
     if (st == SM_OK)
         st = sm_db_exec(c,
-                        "UPDATE orders SET state = ?, problem = ?, updated_at = ? "
-                        "WHERE order_id = ?",
+                        "UPDATE orders SET state = ?, problem = ?, txn = COALESCE(?, txn), "
+                        "voucher = COALESCE(?, voucher), "
+                        "wholesale_price = COALESCE(?, wholesale_price), "
+                        "currency = COALESCE(?, currency), updated_at = ? WHERE order_id = ?",
                         SM_DB_PARAMS(sm_db_text(refund ? "refunded" : "failed"),
-                                     sm_db_text(a->problem), sm_db_int(sm_rt_now(a->ctx)),
+                                     sm_db_text(a->problem), sm_db_text(a->txn),
+                                     sm_db_text(a->voucher),
+                                     a->txn ? sm_db_int(a->wholesale) : sm_db_null(),
+                                     sm_db_text(a->currency), sm_db_int(sm_rt_now(a->ctx)),
                                      sm_db_text(a->ord->order_id)),
                         NULL, err);
     if (st == SM_OK) {
@@ -465,7 +490,8 @@ static sm_status fail_tx(sm_db_conn *c, void *argp, sm_error *err)
     return fail_locked(c, a, err);
 }
 
-/* The order row is locked and in state reserved. */
+/* The order row is locked; the reservation is in hand (a->txn when it
+ * came with this request). */
 static sm_status debit_locked(sm_db_conn *c, step_args *a, sm_error *err)
 {
     int64_t now = sm_rt_now(a->ctx);
@@ -486,47 +512,50 @@ static sm_status debit_locked(sm_db_conn *c, step_args *a, sm_error *err)
         return fail_locked(c, a, err);
     }
     if (st == SM_OK)
-        st = sm_db_exec(c, "UPDATE orders SET state = 'debited', updated_at = ? WHERE order_id = ?",
-                        SM_DB_PARAMS(sm_db_int(now), sm_db_text(a->ord->order_id)), NULL, err);
+        st = sm_db_exec(c,
+                        "UPDATE orders SET state = 'debited', txn = COALESCE(?, txn), "
+                        "voucher = COALESCE(?, voucher), "
+                        "wholesale_price = COALESCE(?, wholesale_price), "
+                        "currency = COALESCE(?, currency), updated_at = ? WHERE order_id = ?",
+                        SM_DB_PARAMS(sm_db_text(a->txn), sm_db_text(a->voucher),
+                                     a->txn ? sm_db_int(a->wholesale) : sm_db_null(),
+                                     sm_db_text(a->currency), sm_db_int(now),
+                                     sm_db_text(a->ord->order_id)),
+                        NULL, err);
     if (st == SM_OK)
         snprintf(a->ord->state, sizeof(a->ord->state), "debited");
     return st;
-}
-
-static sm_status debit_tx(sm_db_conn *c, void *argp, sm_error *err)
-{
-    step_args *a = argp;
-    int moved = 0;
-    sm_status st = relock(c, a, &moved, err);
-    if (st != SM_OK || moved)
-        return st;
-    return debit_locked(c, a, err);
 }
 
 static char *build_steer(const sm_rt_ctx *ctx, sm_db_conn *c, const rt_order *o, sm_error *err)
 {
     sm_db_rows *rows = NULL;
     int has = 0;
-    sm_status st = sm_db_query(c,
-                               "SELECT title, artist, album, media_type FROM catalog_works "
-                               "WHERE work_id = ?",
-                               SM_DB_PARAMS(sm_db_text(o->work_id)), &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, &has, err);
-    if (st != SM_OK || !has) {
-        sm_db_rows_free(rows);
+    const char *title = o->title, *artist = o->artist, *album = o->album, *mt = o->media_type;
+    if (!o->have_meta) {
+        sm_status st = sm_db_query(c,
+                                   "SELECT title, artist, album, media_type FROM catalog_works "
+                                   "WHERE work_id = ?",
+                                   SM_DB_PARAMS(sm_db_text(o->work_id)), &rows, err);
         if (st == SM_OK)
-            sm_error_set(err, SM_ERR_DB, "work %s left the catalog", o->work_id);
-        return NULL;
+            st = sm_db_rows_next(rows, &has, err);
+        if (st != SM_OK || !has) {
+            sm_db_rows_free(rows);
+            if (st == SM_OK)
+                sm_error_set(err, SM_ERR_DB, "work %s left the catalog", o->work_id);
+            return NULL;
+        }
+        title = sm_db_col_text(rows, 0, NULL);
+        artist = sm_db_col_text(rows, 1, NULL);
+        album = sm_db_col_text(rows, 2, NULL);
+        mt = sm_db_col_text(rows, 3, NULL);
     }
     char *urls[SM_RT_MAX_MEDIA_STORES];
     sm_steer s;
     memset(&s, 0, sizeof(s));
     s.version = SM_STEER_VERSION;
     s.work_id = (char *)o->work_id;
-    s.title = (char *)sm_db_col_text(rows, 0, NULL);
-    const char *artist = sm_db_col_text(rows, 1, NULL), *album = sm_db_col_text(rows, 2, NULL),
-               *mt = sm_db_col_text(rows, 3, NULL);
+    s.title = (char *)title;
     s.artist = artist && artist[0] ? (char *)artist : NULL;
     s.album = album && album[0] ? (char *)album : NULL;
     s.media_type = mt && mt[0] ? (char *)mt : (char *)"application/octet-stream";
@@ -665,15 +694,6 @@ static sm_status step_reserve(const sm_rt_ctx *ctx, uint64_t account_id, rt_orde
     return st;
 }
 
-static sm_status step_debit(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o,
-                            sm_rt_result *out, sm_error *err)
-{
-    step_args a = {.ctx = ctx, .account_id = account_id, .ord = o, .from = "reserved"};
-    sm_status st = rt_run(ctx, debit_tx, &a, out, err);
-    free(a.problem);
-    return st;
-}
-
 static sm_status step_pay(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o,
                           sm_rt_result *out, sm_error *err)
 {
@@ -722,8 +742,6 @@ static sm_status drive(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o,
         sm_status st;
         if (strcmp(o->state, "pending") == 0)
             st = step_reserve(ctx, account_id, o, out, err);
-        else if (strcmp(o->state, "reserved") == 0)
-            st = step_debit(ctx, account_id, o, out, err);
         else if (strcmp(o->state, "debited") == 0)
             st = step_pay(ctx, account_id, o, out, err);
         else

@@ -132,14 +132,15 @@ CREATE TABLE offers (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- Orders and their state machine (docs/PROTOCOL.md §4.7):
--- pending -> reserved -> debited -> completed, or failed (nothing debited)
--- or refunded (debited, then the key server refused the payment for good).
+-- pending -> debited (reserved at the key server and debited, one commit)
+-- -> completed, or failed (nothing debited) or refunded (debited, then the
+-- key server refused the payment for good).
 CREATE TABLE orders (
     order_id        CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     account_id      BIGINT UNSIGNED NOT NULL,
     idempotency_key VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     request_sha256  BINARY(32) NOT NULL,
-    state           ENUM('pending', 'reserved', 'debited', 'completed', 'failed', 'refunded') NOT NULL,
+    state           ENUM('pending', 'debited', 'completed', 'failed', 'refunded') NOT NULL,
     offer_id        BIGINT UNSIGNED NOT NULL,
     work_id         VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     license_type    ENUM('purchase', 'rental') NOT NULL,
