@@ -483,6 +483,40 @@ sm_status sm_rt_account_get(const sm_rt_ctx *ctx, uint64_t account_id, sm_rt_res
     return st;
 }
 
+/* ---- housekeeping --------------------------------------------------------------------- */
+
+typedef struct purge_args {
+    const sm_rt_ctx *ctx;
+    uint64_t purged;
+} purge_args;
+
+static sm_status purge_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    purge_args *a = argp;
+    int64_t now = sm_rt_now(a->ctx);
+    uint64_t n1 = 0, n2 = 0;
+    sm_status st = sm_db_exec(c,
+                              "DELETE FROM api_tokens WHERE expires_at <= ? OR revoked_at <= ? "
+                              "LIMIT 10000",
+                              SM_DB_PARAMS(sm_db_int(now), sm_db_int(now)), &n1, err);
+    if (st == SM_OK)
+        st = sm_db_exec(c, "DELETE FROM login_failures WHERE window_start + ? <= ? LIMIT 10000",
+                        SM_DB_PARAMS(sm_db_int(a->ctx->login_window), sm_db_int(now)), &n2, err);
+    a->purged = n1 + n2;
+    return st;
+}
+
+sm_status sm_rt_purge_expired(const sm_rt_ctx *ctx, uint64_t *purged, sm_error *err)
+{
+    *purged = 0;
+    if (ctx->db == NULL)
+        return sm_error_set(err, SM_ERR_UNAVAILABLE, "the database is not configured");
+    purge_args a = {ctx, 0};
+    sm_status st = sm_db_transaction(ctx->db, purge_tx, &a, err);
+    *purged = a.purged;
+    return st;
+}
+
 /* ---- devices ---------------------------------------------------------------------- */
 
 static const sm_json_field device_fields[] = {

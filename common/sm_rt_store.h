@@ -76,6 +76,11 @@ sm_status sm_rt_logout(const sm_rt_ctx *ctx, const char *token, sm_rt_result *ou
 sm_status sm_rt_account_get(const sm_rt_ctx *ctx, uint64_t account_id, sm_rt_result *out,
                             sm_error *err);
 
+/* Deletes expired or revoked API tokens and login-failure counts whose
+ * window has passed (at most 10000 rows each per call); *purged counts
+ * the rows. */
+sm_status sm_rt_purge_expired(const sm_rt_ctx *ctx, uint64_t *purged, sm_error *err);
+
 /* ---- devices ------------------------------------------------------------------ */
 sm_status sm_rt_device_register(const sm_rt_ctx *ctx, uint64_t account_id, json_t *body,
                                 sm_rt_result *out, sm_error *err);

@@ -425,22 +425,42 @@ static sm_status relock(sm_db_conn *c, step_args *a, int *moved, sm_error *err)
     return st;
 }
 
-static sm_status debit_locked(sm_db_conn *c, step_args *a, sm_error *err);
-static sm_status fail_locked(sm_db_conn *c, step_args *a, sm_error *err);
+
+/* Takes the row as it is now after another request moved it. */
+static sm_status reload(sm_db_conn *c, step_args *a, sm_error *err)
+{
+    char id[SM_RT_ORDER_ID_SIZE];
+    memcpy(id, a->ord->order_id, sizeof(id));
+    int found = 0;
+    sm_status st = load_order(c, id, 1, a->ord, &found, err);
+    if (st == SM_OK && !found)
+        st = sm_error_set(err, SM_ERR_DB, "order %s vanished", id);
+    return st;
+}
 
 /* The reservation came back: record it and, in the same transaction,
  * debit the wallet (pending -> debited in one commit); a balance that no
- * longer covers the price fails the order instead, nothing debited. */
+ * longer covers the price fails the order instead, nothing debited. The
+ * conditional UPDATE both locks the order row and checks its state (one
+ * round trip); the account row is locked after it, as everywhere. */
 static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     step_args *a = argp;
-    int moved = 0;
     a->from = "pending";
-    sm_status st = relock(c, a, &moved, err);
-    if (st != SM_OK || moved)
+    int64_t now = sm_rt_now(a->ctx);
+    uint64_t claimed = 0;
+    sm_status st = sm_db_exec(c,
+                              "UPDATE orders SET state = 'debited', txn = ?, voucher = ?, "
+                              "wholesale_price = ?, currency = ?, updated_at = ? "
+                              "WHERE order_id = ? AND state = 'pending'",
+                              SM_DB_PARAMS(sm_db_text(a->txn), sm_db_text(a->voucher),
+                                           sm_db_int(a->wholesale), sm_db_text(a->currency),
+                                           sm_db_int(now), sm_db_text(a->ord->order_id)),
+                              &claimed, err);
+    if (st != SM_OK)
         return st;
-    /* The reservation's fields are written with the debit's (or the
-     * failure's) state change below: one UPDATE. */
+    if (claimed == 0)
+        return reload(c, a, err); /* another request moved it on */
     snprintf(a->ord->txn, sizeof(a->ord->txn), "%s", a->txn);
     free(a->ord->voucher);
     a->ord->voucher = strdup(a->voucher);
@@ -448,7 +468,31 @@ static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
     snprintf(a->ord->currency, sizeof(a->ord->currency), "%s", a->currency);
     if (a->ord->voucher == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    return debit_locked(c, a, err);
+    st = rt_wallet_move(c, a->account_id, "order", -a->ord->price, a->ord->order_id, NULL, now,
+                        NULL, NULL, err);
+    if (st == SM_ERR_STATE) {
+        /* Not enough points now (spent by a concurrent order): fail it;
+         * the unpaid reservation expires at the key server. */
+        free(a->problem);
+        a->problem = problem_text(402, "insufficient-funds",
+                                  "your balance no longer covers %lld points; top up and order "
+                                  "again with a new Idempotency-Key",
+                                  (long long)a->ord->price);
+        if (a->problem == NULL)
+            return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+        st = sm_db_exec(c, "UPDATE orders SET state = 'failed', problem = ? WHERE order_id = ?",
+                        SM_DB_PARAMS(sm_db_text(a->problem), sm_db_text(a->ord->order_id)), NULL,
+                        err);
+        if (st == SM_OK) {
+            snprintf(a->ord->state, sizeof(a->ord->state), "failed");
+            free(a->ord->problem);
+            a->ord->problem = strdup(a->problem);
+        }
+        return st;
+    }
+    if (st == SM_OK)
+        snprintf(a->ord->state, sizeof(a->ord->state), "debited");
+    return st;
 }
 
 /* The order row is locked and in state a->from. */
@@ -488,43 +532,6 @@ static sm_status fail_tx(sm_db_conn *c, void *argp, sm_error *err)
     if (st != SM_OK || moved)
         return st;
     return fail_locked(c, a, err);
-}
-
-/* The order row is locked; the reservation is in hand (a->txn when it
- * came with this request). */
-static sm_status debit_locked(sm_db_conn *c, step_args *a, sm_error *err)
-{
-    int64_t now = sm_rt_now(a->ctx);
-    /* The order row is locked first, then the account row (the same order
-     * in every transaction that takes both). */
-    sm_status st = rt_wallet_move(c, a->account_id, "order", -a->ord->price, a->ord->order_id,
-                                  NULL, now, NULL, NULL, err);
-    if (st == SM_ERR_STATE) {
-        /* Not enough points now (spent by a concurrent order): fail it;
-         * the unpaid reservation expires at the key server. */
-        free(a->problem);
-        a->problem = problem_text(402, "insufficient-funds",
-                                  "your balance no longer covers %lld points; top up and order "
-                                  "again with a new Idempotency-Key",
-                                  (long long)a->ord->price);
-        if (a->problem == NULL)
-            return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        return fail_locked(c, a, err);
-    }
-    if (st == SM_OK)
-        st = sm_db_exec(c,
-                        "UPDATE orders SET state = 'debited', txn = COALESCE(?, txn), "
-                        "voucher = COALESCE(?, voucher), "
-                        "wholesale_price = COALESCE(?, wholesale_price), "
-                        "currency = COALESCE(?, currency), updated_at = ? WHERE order_id = ?",
-                        SM_DB_PARAMS(sm_db_text(a->txn), sm_db_text(a->voucher),
-                                     a->txn ? sm_db_int(a->wholesale) : sm_db_null(),
-                                     sm_db_text(a->currency), sm_db_int(now),
-                                     sm_db_text(a->ord->order_id)),
-                        NULL, err);
-    if (st == SM_OK)
-        snprintf(a->ord->state, sizeof(a->ord->state), "debited");
-    return st;
 }
 
 static char *build_steer(const sm_rt_ctx *ctx, sm_db_conn *c, const rt_order *o, sm_error *err)
@@ -588,20 +595,24 @@ static char *build_steer(const sm_rt_ctx *ctx, sm_db_conn *c, const rt_order *o,
 static sm_status complete_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     step_args *a = argp;
-    int moved = 0;
-    sm_status st = relock(c, a, &moved, err);
-    if (st != SM_OK || moved)
-        return st;
     char *steer = build_steer(a->ctx, c, a->ord, err);
     if (steer == NULL)
         return err->status != SM_OK ? err->status : SM_ERR_NOMEM;
     int64_t now = sm_rt_now(a->ctx);
-    st = sm_db_exec(c,
-                    "UPDATE orders SET state = 'completed', payment_token = ?, steer = ?, "
-                    "completed_at = ?, updated_at = ? WHERE order_id = ?",
-                    SM_DB_PARAMS(sm_db_text(a->payment_token), sm_db_text(steer),
-                                 sm_db_int(now), sm_db_int(now), sm_db_text(a->ord->order_id)),
-                    NULL, err);
+    uint64_t done = 0;
+    /* Locks the row and checks the state in one statement. */
+    sm_status st = sm_db_exec(c,
+                              "UPDATE orders SET state = 'completed', payment_token = ?, "
+                              "steer = ?, completed_at = ?, updated_at = ? "
+                              "WHERE order_id = ? AND state = 'debited'",
+                              SM_DB_PARAMS(sm_db_text(a->payment_token), sm_db_text(steer),
+                                           sm_db_int(now), sm_db_int(now),
+                                           sm_db_text(a->ord->order_id)),
+                              &done, err);
+    if (st == SM_OK && done == 0) {
+        free(steer);
+        return reload(c, a, err); /* another request completed it */
+    }
     if (st == SM_OK) {
         snprintf(a->ord->state, sizeof(a->ord->state), "completed");
         free(a->ord->steer);

@@ -49,35 +49,48 @@ static sm_status lock_balance(sm_db_conn *c, uint64_t account_id, int64_t *balan
     return st;
 }
 
-/* Applies amount (signed) to a locked balance and journals it. The caller
- * checked that the result is not negative; the CHECK constraints are the
+/* Two statements: the conditional UPDATE locks the account row and
+ * refuses a debit the balance does not cover; the journal entry reads the
+ * new balance from the row it now holds. The CHECK constraints are the
  * second line. */
 sm_status rt_wallet_move(sm_db_conn *c, uint64_t account_id, const char *kind, int64_t amount,
                          const char *order_id, const char *reference, int64_t now,
                          uint64_t *entry_id, int64_t *after, sm_error *err)
 {
-    int64_t balance = 0;
-    sm_status st = lock_balance(c, account_id, &balance, err);
+    uint64_t changed = 0;
+    sm_status st = SM_OK;
+    if (amount < 0)
+        st = sm_db_exec(c,
+                        "UPDATE accounts SET balance = balance + ? WHERE account_id = ? AND "
+                        "balance >= ?",
+                        SM_DB_PARAMS(sm_db_int(amount), sm_db_uint(account_id),
+                                     sm_db_int(-amount)),
+                        &changed, err);
+    else if (amount > 0)
+        st = sm_db_exec(c, "UPDATE accounts SET balance = balance + ? WHERE account_id = ?",
+                        SM_DB_PARAMS(sm_db_int(amount), sm_db_uint(account_id)), &changed, err);
+    else { /* nothing moves; still lock the row the entry reads */
+        int64_t unchanged = 0;
+        st = lock_balance(c, account_id, &unchanged, err);
+        changed = st == SM_OK;
+    }
     if (st != SM_OK)
         return st;
-    if (balance + amount < 0)
-        return sm_error_set(err, SM_ERR_STATE, "the balance would become negative");
-    st = sm_db_exec(c, "UPDATE accounts SET balance = balance + ? WHERE account_id = ?",
-                    SM_DB_PARAMS(sm_db_int(amount), sm_db_uint(account_id)), NULL, err);
-    if (st == SM_OK)
-        st = sm_db_exec(c,
-                        "INSERT INTO wallet_journal (account_id, kind, amount, balance_after, "
-                        "order_id, reference, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        SM_DB_PARAMS(sm_db_uint(account_id), sm_db_text(kind), sm_db_int(amount),
-                                     sm_db_int(balance + amount), sm_db_text(order_id),
-                                     sm_db_text(reference), sm_db_int(now)),
-                        NULL, err);
-    if (st == SM_OK) {
-        if (entry_id != NULL)
-            *entry_id = sm_db_insert_id(c);
-        if (after != NULL)
-            *after = balance + amount;
-    }
+    if (changed == 0)
+        return amount < 0 ? sm_error_set(err, SM_ERR_STATE, "the balance would become negative")
+                          : sm_error_set(err, SM_ERR_NOT_FOUND, "account %llu is gone",
+                                         (unsigned long long)account_id);
+    st = sm_db_exec(c,
+                    "INSERT INTO wallet_journal (account_id, kind, amount, balance_after, "
+                    "order_id, reference, created_at) SELECT account_id, ?, ?, balance, ?, ?, ? "
+                    "FROM accounts WHERE account_id = ?",
+                    SM_DB_PARAMS(sm_db_text(kind), sm_db_int(amount), sm_db_text(order_id),
+                                 sm_db_text(reference), sm_db_int(now), sm_db_uint(account_id)),
+                    NULL, err);
+    if (st == SM_OK && entry_id != NULL)
+        *entry_id = sm_db_insert_id(c);
+    if (st == SM_OK && after != NULL)
+        st = lock_balance(c, account_id, after, err);
     return st;
 }
 

@@ -1,6 +1,7 @@
 #include "config.h"
 
-/* Background sync and order resumption (sm_rt_worker.h). */
+/* Background sync, order resumption and purging of expired tokens
+ * (sm_rt_worker.h). */
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,11 +23,26 @@ struct sm_rt_worker {
     int stop;
 };
 
-static void round_once(sm_rt_worker *w, int64_t *next_sync, int64_t *next_resume)
+#define PURGE_INTERVAL 3600
+
+static void round_once(sm_rt_worker *w, int64_t *next_sync, int64_t *next_resume,
+                       int64_t *next_purge)
 {
     int64_t now = (int64_t)time(NULL);
     char msg[600];
     sm_error err = {0};
+    if (now >= *next_purge) {
+        uint64_t purged = 0;
+        if (sm_rt_purge_expired(&w->ctx, &purged, &err) != SM_OK) {
+            snprintf(msg, sizeof(msg), "purging expired tokens failed: %s", err.message);
+            w->log(w->log_ctx, 1, msg);
+        } else if (purged > 0) {
+            snprintf(msg, sizeof(msg), "purged %llu expired tokens and login counts",
+                     (unsigned long long)purged);
+            w->log(w->log_ctx, 0, msg);
+        }
+        *next_purge = now + PURGE_INTERVAL;
+    }
     if (w->sync_interval > 0 && now >= *next_sync) {
         int ran = 0;
         if (sm_rt_catalog_sync_if_due(&w->ctx, w->sync_interval, &ran, &err) != SM_OK) {
@@ -55,11 +71,12 @@ static void round_once(sm_rt_worker *w, int64_t *next_sync, int64_t *next_resume
 static void *worker_main(void *arg)
 {
     sm_rt_worker *w = arg;
-    int64_t next_sync = (int64_t)time(NULL) + 1, next_resume = next_sync;
+    /* Housekeeping first, when the child starts, then hourly. */
+    int64_t next_sync = (int64_t)time(NULL) + 1, next_resume = next_sync, next_purge = 0;
     pthread_mutex_lock(&w->lock);
     while (!w->stop) {
         pthread_mutex_unlock(&w->lock);
-        round_once(w, &next_sync, &next_resume);
+        round_once(w, &next_sync, &next_resume, &next_purge);
         pthread_mutex_lock(&w->lock);
         if (w->stop)
             break;

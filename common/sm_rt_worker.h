@@ -1,7 +1,8 @@
 /* The retailer's background thread (one per httpd child and virtual
  * host, like the media store's delivery-complete sender): syncs the
  * catalog on a schedule (a database lease lets one child of one node do
- * it per interval) and finishes orders whose payment outcome was unknown. */
+ * it per interval), finishes orders whose payment outcome was unknown, and
+ * when it starts and hourly deletes expired tokens and stale login counts. */
 #ifndef SM_RT_WORKER_H
 #define SM_RT_WORKER_H
 

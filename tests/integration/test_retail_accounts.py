@@ -234,3 +234,23 @@ def test_every_json_endpoint_refuses_bad_bodies(shop):
     doc = assert_problem(buyer.post("/v1/orders", json={"offer_id": "one"}, headers=hdr), 400,
                          "invalid-request")
     assert "offer_id" in doc["detail"]
+
+
+def test_expired_tokens_are_purged(shop, env):
+    email = shop.signup()
+    token = shop.login(email)
+    live = shop.login(email)
+    shop.consumer(token).delete("/v1/sessions/current")
+    env.db.execute("INSERT INTO login_failures VALUES ('address', REPEAT('x', 32), 1, 5)",
+                   shop.db.name)
+    assert shop.query("SELECT COUNT(*) FROM api_tokens") == [("2",)]
+    env.allow_log("SM03004")
+    env.httpd.restart()   # new children purge when they start
+    import time
+    for _ in range(50):
+        if shop.query("SELECT COUNT(*) FROM api_tokens") == [("1",)]:
+            break
+        time.sleep(0.2)
+    assert shop.query("SELECT COUNT(*) FROM api_tokens") == [("1",)]
+    assert shop.query("SELECT COUNT(*) FROM login_failures") == [("0",)]
+    assert shop.consumer(live).json("GET", "/v1/account")["email"] == email

@@ -263,3 +263,16 @@ def test_key_server_failing_mid_order_then_resumed(env):
     done = shop.order(buyer, offer["offer_id"], key="mid-2", expect=201)
     assert shop.balance(buyer) == 500 and journal_consistent(shop, email) == 500
     assert shop.ks.query("SELECT COUNT(*) FROM payments") == [("2",)]
+
+
+def test_free_offer(env):
+    """A contract with wholesale price 0 and an offer for 0 points: the
+    order completes with an empty wallet and journals a zero debit."""
+    shop, cat, offer = shop_with_offer(env, price=0, wholesale=0)
+    buyer, dev, email = shop.new_buyer()
+    order = shop.order(buyer, offer["offer_id"])
+    assert order["state"] == "completed" and order["price"] == 0
+    assert [(e["kind"], e["amount"]) for e in buyer.json("GET", "/v1/wallet")["entries"]] == \
+        [("order", 0)]
+    r = request_license(shop.ks, dev, steer_json(order["steer"])["voucher"])
+    assert r.status_code == 200, r.text
