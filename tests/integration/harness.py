@@ -169,12 +169,22 @@ def install_signal_handlers():
         signal.signal(signum, on_signal)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
     """A currently free TCP port on 127.0.0.1 from the kernel's ephemeral
-    (high) range. Callers retry if someone else grabs it first."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    (high) range, never one this process was given before (the kernel can
+    hand out the same free port twice in a row, and one httpd asked to
+    listen twice on it refuses its config). Callers retry if someone else
+    grabs it first."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def _running_as_root():
