@@ -1,6 +1,7 @@
 """Retailer accounts, API tokens, the login rate limit, devices and the
 wallet (codes, top-ups through the payment authority's test double)."""
 
+import concurrent.futures
 import json
 import time
 import uuid
@@ -78,6 +79,44 @@ def test_login_failures_and_rate_limit(shop):
                         shop.db.name)
     assert shop.login(email)
     assert doc["detail"]
+
+
+def test_login_rate_limit_holds_under_parallel_attempts(env):
+    """Each attempt is counted before its password is checked: 40 parallel
+    wrong passwords against a limit of 10 get at most 10 password checks
+    (the rest 429), and then the right password is refused too until the
+    window passes. The same for the per-address limit."""
+    shop = Retail(env, extra="RetailLoginMaxFailures 10\nRetailLoginMaxFailuresPerAddress 20")
+    env.httpd.start()
+    email = shop.signup()
+
+    def attempts(emails, password):
+        def one(e):
+            return shop.public().post("/v1/sessions", json={"email": e, "password": password},
+                                      timeout=60).status_code
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(emails)) as pool:
+            return sorted(pool.map(one, emails))
+
+    statuses = attempts([email] * 40, "wrong password!")
+    assert set(statuses) <= {401, 429} and statuses.count(401) <= 10, statuses
+    assert statuses.count(429) >= 30, statuses
+    r = shop.public().post("/v1/sessions", json={"email": email, "password": PASSWORD})
+    assert_problem(r, 429, "too-many-attempts")
+    assert int(r.headers["Retry-After"]) > 0
+    # The address has 10 failures of its 20: 40 parallel logins for unknown
+    # accounts get at most 10 more password checks.
+    statuses = attempts(["nobody%d@example.org" % i for i in range(40)], PASSWORD)
+    assert set(statuses) <= {401, 429} and statuses.count(401) <= 10, statuses
+    other = shop.signup()
+    assert_problem(shop.public().post("/v1/sessions", json={"email": other,
+                                                            "password": PASSWORD}),
+                   429, "too-many-attempts")
+    # The window passes (moved back in the database): logins work again,
+    # and a success takes its attempt back from the address's count.
+    shop.env.db.execute("UPDATE login_failures SET window_start = window_start - 100000",
+                        shop.db.name)
+    assert shop.login(email) and shop.login(other)
+    assert shop.query("SELECT failures FROM login_failures WHERE scope = 'address'") == []
 
 
 @pytest.mark.parametrize("body, what", [
