@@ -236,6 +236,69 @@ def test_topup_through_test_double(shop):
     assert shop.balance(buyer) == 300
 
 
+def test_topup_key_is_bound_to_account_and_request(shop):
+    """The reference the payment authority sees is the server's random one,
+    bound to (account, Idempotency-Key) before the charge: another account
+    using the same key gets its own reference (so a processor answering a
+    repeated reference with its first outcome could never approve B's
+    top-up with A's charge), and the same key with another amount or
+    payment token is refused, not answered with the first entry."""
+    a, _, _ = shop.new_buyer(device=False)
+    b, _, _ = shop.new_buyer(device=False)
+    key = {"Idempotency-Key": "topup-" + uuid.uuid4().hex}
+    first = a.json("POST", "/v1/wallet/topups", {"points": 300, "payment_token": "approve"},
+                   expect=201, headers=key)
+    # Same key, another amount or token: 409, nothing credited or charged.
+    assert_problem(a.post("/v1/wallet/topups", json={"points": 900, "payment_token": "approve"},
+                          headers=key), 409, "idempotency-key-reused")
+    assert_problem(a.post("/v1/wallet/topups", json={"points": 300, "payment_token": "approve2"},
+                          headers=key), 409, "idempotency-key-reused")
+    again = a.json("POST", "/v1/wallet/topups", {"points": 300, "payment_token": "approve"},
+                   expect=200, headers=key)
+    assert again["entry_id"] == first["entry_id"] and shop.balance(a) == 300
+    # Account B with A's key: its own top-up, under its own reference.
+    eb = b.json("POST", "/v1/wallet/topups", {"points": 500, "payment_token": "approve"},
+                expect=201, headers=key)
+    assert eb["amount"] == 500 and shop.balance(b) == 500 and shop.balance(a) == 300
+    rows = shop.query("SELECT account_id, reference, points, state FROM topups "
+                      "WHERE idempotency_key = '%s' ORDER BY account_id" % key["Idempotency-Key"])
+    assert len(rows) == 2 and [r[2:] for r in rows] == [("300", "credited"), ("500", "credited")]
+    refs = [r[1] for r in rows]
+    assert refs[0] != refs[1]
+    for ref in refs:
+        assert key["Idempotency-Key"] not in ref and len(ref) == len("topup-") + 32
+    # The journal credits each account once, under its row's reference.
+    assert sorted(shop.query("SELECT reference FROM wallet_journal WHERE kind = 'purchase'")) == \
+        sorted((r,) for r in refs)
+    # A declined request leaves the row pending; the same request again
+    # uses the same reference (the processor's repeat), another is refused.
+    k2 = {"Idempotency-Key": "k-" + uuid.uuid4().hex}
+    for _ in range(2):
+        assert_problem(a.post("/v1/wallet/topups", json={"points": 10, "payment_token": "no"},
+                              headers=k2), 402, "payment-declined")
+    assert shop.query("SELECT state FROM topups WHERE idempotency_key = '%s'"
+                      % k2["Idempotency-Key"]) == [("pending",)]
+    assert_problem(a.post("/v1/wallet/topups", json={"points": 10, "payment_token": "approve"},
+                          headers=k2), 409, "idempotency-key-reused")
+    assert shop.balance(a) == 300
+
+
+def test_parallel_topups_with_one_key_credit_once(shop):
+    buyer, _, _ = shop.new_buyer(device=False)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+
+    def one(_):
+        r = buyer.post("/v1/wallet/topups", json={"points": 70, "payment_token": "approve"},
+                       headers=key, timeout=60)
+        return r.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = sorted(pool.map(one, range(20)))
+    assert statuses.count(201) == 1 and statuses.count(200) == 19, statuses
+    assert shop.balance(buyer) == 70
+    assert shop.query("SELECT COUNT(*) FROM topups") == [("1",)]
+
+
 def test_topup_not_configured(env):
     shop = Retail(env)
     env.httpd.start()
