@@ -299,6 +299,28 @@ def test_parallel_topups_with_one_key_credit_once(shop):
     assert shop.query("SELECT COUNT(*) FROM topups") == [("1",)]
 
 
+def test_topup_migration_keeps_credited_keys(env, tmp_path):
+    """0002_topups.sql backfills top-ups credited under version 1 (journal
+    reference "topup:<key>"), so a repeat of such a key answers the first
+    entry instead of charging again under a new reference."""
+    import os
+    import shutil
+    old = tmp_path / "sql"
+    (old / "retail").mkdir(parents=True)
+    shutil.copy(os.path.join(env.sql_dir, "retail", "0001_initial.sql"), old / "retail")
+    db = env.role_database("retail")
+    env.db.migrate(db.name, "retail", str(old))
+    env.db.execute(
+        "INSERT INTO accounts (account_id, email, password_hash, balance, created_at) VALUES "
+        "(7, 'old@example.org', 'x', 300, 1);"
+        "INSERT INTO wallet_journal (entry_id, account_id, kind, amount, balance_after, "
+        "reference, created_at) VALUES (3, 7, 'purchase', 300, 300, 'topup:k1', 2)", db.name)
+    env.db.migrate(db.name, "retail", env.sql_dir)
+    assert env.db.query("SELECT account_id, idempotency_key, request_sha256 IS NULL, points, "
+                        "reference, state, entry_id FROM topups", db.name) == \
+        [("7", "k1", "1", "300", "topup:k1", "credited", "3")]
+
+
 def test_topup_not_configured(env):
     shop = Retail(env)
     env.httpd.start()
