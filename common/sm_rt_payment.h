@@ -20,8 +20,8 @@ typedef struct sm_rt_charge {
 typedef struct sm_rt_payment_authority {
     const char *name;
     /* Charges amount minor units of currency to what payment_token stands
-     * for, once per reference (the retailer's idempotency key for this
-     * top-up). SM_ERR_UNAVAILABLE when the outcome is unknown: the caller
+     * for, once per reference (the random reference of the retailer's
+     * top-up row, bound to one account, amount and request). SM_ERR_UNAVAILABLE when the outcome is unknown: the caller
      * repeats with the same reference. */
     sm_status (*charge)(void *self, uint64_t account_id, int64_t amount, const char *currency,
                         const char *payment_token, const char *reference, sm_rt_charge *out,
@@ -30,7 +30,9 @@ typedef struct sm_rt_payment_authority {
 } sm_rt_payment_authority;
 
 /* The test double "test-double": approves payment_token "approve",
- * declines any other, answers SM_ERR_UNAVAILABLE for "unavailable".
+ * declines any other, answers SM_ERR_UNAVAILABLE for "unavailable"; a
+ * repeated reference answers the first outcome (per process), and one
+ * reused for another account or amount is refused (SM_ERR_STATE).
  * For tests and demonstrations only. */
 const sm_rt_payment_authority *sm_rt_payment_test_double(void);
 

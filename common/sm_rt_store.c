@@ -190,7 +190,7 @@ typedef struct login_args {
     int64_t retry_after;
     char hash[SM_RT_PASSWORD_HASH_MAX];
     uint64_t account_id;  /* 0 = no such account */
-    int success;          /* record phase: 1 resets the account counter */
+    int64_t address_window_start; /* out: the address counter's window */
 } login_args;
 
 /* Failures in the current window for (scope, subject). */
@@ -221,29 +221,6 @@ static sm_status failures_of(sm_db_conn *c, const char *scope, const uint8_t sub
     return st;
 }
 
-static sm_status login_check_tx(sm_db_conn *c, void *argp, sm_error *err)
-{
-    login_args *a = argp;
-    int64_t now = sm_rt_now(a->ctx);
-    uint64_t n_acc = 0, n_addr = 0;
-    int64_t end_acc = 0, end_addr = 0;
-    a->limited = 0;
-    sm_status st = failures_of(c, "account", a->account_key, now, a->ctx->login_window, &n_acc,
-                               &end_acc, err);
-    if (st == SM_OK)
-        st = failures_of(c, "address", a->address_key, now, a->ctx->login_window, &n_addr,
-                         &end_addr, err);
-    if (st != SM_OK)
-        return st;
-    if (n_acc >= a->ctx->login_max_account || n_addr >= a->ctx->login_max_address) {
-        a->limited = 1;
-        int64_t end = n_acc >= a->ctx->login_max_account ? end_acc : end_addr;
-        a->retry_after = end > now ? end - now : 1;
-        return SM_OK;
-    }
-    return SM_OK;
-}
-
 static sm_status count_failure(sm_db_conn *c, const char *scope, const uint8_t subject[32],
                                int64_t now, int64_t window, sm_error *err)
 {
@@ -258,16 +235,61 @@ static sm_status count_failure(sm_db_conn *c, const char *scope, const uint8_t s
                       NULL, err);
 }
 
-static sm_status login_record_tx(sm_db_conn *c, void *argp, sm_error *err)
+/* Counts this attempt before the password is verified, so parallel
+ * attempts cannot all pass a check made before any of them is recorded:
+ * the upserts lock the account's and then the address's counter row (always
+ * in that order) until the commit, and the counts read back include every
+ * attempt committed before. Over a limit: RT_REFUSED rolls the increments
+ * back (an attempt refused here never reaches the password check, so it is
+ * not counted) and a->limited is set. */
+static sm_status login_check_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     login_args *a = argp;
     int64_t now = sm_rt_now(a->ctx);
-    if (a->success)
-        return sm_db_exec(c, "DELETE FROM login_failures WHERE scope = 'account' AND subject = ?",
-                          SM_DB_PARAMS(sm_db_blob(a->account_key, 32)), NULL, err);
-    sm_status st = count_failure(c, "account", a->account_key, now, a->ctx->login_window, err);
+    int64_t window = a->ctx->login_window;
+    uint64_t n_acc = 0, n_addr = 0;
+    int64_t end_acc = 0, end_addr = 0;
+    a->limited = 0;
+    a->address_window_start = 0;
+    sm_status st = count_failure(c, "account", a->account_key, now, window, err);
     if (st == SM_OK)
-        st = count_failure(c, "address", a->address_key, now, a->ctx->login_window, err);
+        st = count_failure(c, "address", a->address_key, now, window, err);
+    if (st == SM_OK)
+        st = failures_of(c, "account", a->account_key, now, window, &n_acc, &end_acc, err);
+    if (st == SM_OK)
+        st = failures_of(c, "address", a->address_key, now, window, &n_addr, &end_addr, err);
+    if (st != SM_OK)
+        return st;
+    if (n_acc > a->ctx->login_max_account || n_addr > a->ctx->login_max_address) {
+        a->limited = 1;
+        int64_t end = n_acc > a->ctx->login_max_account ? end_acc : end_addr;
+        a->retry_after = end > now ? end - now : 1;
+        return RT_REFUSED;
+    }
+    a->address_window_start = end_addr - window;
+    return SM_OK;
+}
+
+/* After a successful login: clears the account's count and takes this
+ * attempt back from the address's (only failures count against it). */
+static sm_status login_success_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    login_args *a = argp;
+    sm_status st = sm_db_exec(c,
+                              "DELETE FROM login_failures WHERE scope = 'account' AND subject = ?",
+                              SM_DB_PARAMS(sm_db_blob(a->account_key, 32)), NULL, err);
+    if (st == SM_OK)
+        st = sm_db_exec(c,
+                        "UPDATE login_failures SET failures = failures - 1 WHERE scope = "
+                        "'address' AND subject = ? AND window_start = ? AND failures > 0",
+                        SM_DB_PARAMS(sm_db_blob(a->address_key, 32),
+                                     sm_db_int(a->address_window_start)),
+                        NULL, err);
+    if (st == SM_OK) /* a success leaves no trace, as before it was counted */
+        st = sm_db_exec(c,
+                        "DELETE FROM login_failures WHERE scope = 'address' AND subject = ? "
+                        "AND failures = 0",
+                        SM_DB_PARAMS(sm_db_blob(a->address_key, 32)), NULL, err);
     return st;
 }
 
@@ -320,7 +342,7 @@ sm_status sm_rt_login(const sm_rt_ctx *ctx, json_t *body, const char *client_add
     sm_rt_sha256(client_addr ? client_addr : "", client_addr ? strlen(client_addr) : 0,
                  a.address_key);
     sm_status st = sm_db_transaction(ctx->db, login_check_tx, &a, err);
-    if (st != SM_OK)
+    if (st != SM_OK && !(st == RT_REFUSED && a.limited))
         return st;
     if (a.limited) {
         sm_rt_refuse(out, 429, "too-many-attempts", "Too many login attempts",
@@ -354,8 +376,8 @@ sm_status sm_rt_login(const sm_rt_ctx *ctx, json_t *body, const char *client_add
     if (st != SM_OK)
         return st;
     ok = ok && has;
-    a.success = ok;
-    if ((st = sm_db_transaction(ctx->db, login_record_tx, &a, err)) != SM_OK)
+    /* A failure was counted before the check; a success undoes that. */
+    if (ok && (st = sm_db_transaction(ctx->db, login_success_tx, &a, err)) != SM_OK)
         return st;
     if (!ok)
         return sm_rt_refuse(out, 401, "login-failed", "Login failed",

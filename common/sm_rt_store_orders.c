@@ -705,6 +705,34 @@ static sm_status step_reserve(const sm_rt_ctx *ctx, uint64_t account_id, rt_orde
     return st;
 }
 
+/* PROTOCOL.md §1.3: a problem's type is this base and a slug. */
+#define RT_KS_PROBLEM_BASE "https://secmedia.example/problems/"
+
+/* The key server's answers to POST /v1/payments that say for certain the
+ * payment was not and will not be recorded for this order (PROTOCOL.md
+ * §2.5): only these refund the debit. */
+static const struct {
+    long status;
+    const char *type;
+} payment_refusals[] = {
+    {404, RT_KS_PROBLEM_BASE "unknown-transaction"},
+    {409, RT_KS_PROBLEM_BASE "already-paid"},
+    {409, RT_KS_PROBLEM_BASE "transaction-revoked"},
+    {409, RT_KS_PROBLEM_BASE "reservation-expired"},
+    {422, RT_KS_PROBLEM_BASE "amount-mismatch"},
+};
+
+static int payment_refused_for_good(long status, json_t *ans)
+{
+    const char *type = ans_str(ans, "type");
+    if (type == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof(payment_refusals) / sizeof(payment_refusals[0]); i++)
+        if (status == payment_refusals[i].status && strcmp(type, payment_refusals[i].type) == 0)
+            return 1;
+    return 0;
+}
+
 static sm_status step_pay(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o,
                           sm_rt_result *out, sm_error *err)
 {
@@ -729,6 +757,18 @@ static sm_status step_pay(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o
                                 "the key server's payment answer is malformed");
         }
         st = rt_run(ctx, complete_tx, &a, out, err);
+    } else if (!payment_refused_for_good(status, ans)) {
+        /* Not one of the key server's definite refusals of this payment
+         * (401, 403, 408, 429, another type, no problem body): the outcome
+         * is not known to be "unpaid", so the order stays debited and is
+         * retried (by a repeat or the background thread), never refunded. */
+        const char *slug = ans_str(ans, "type");
+        sm_rt_refuse(out, 502, "keyserver-error", "Key server error",
+                     "the key server answered %ld (%s) to the payment; the order stays debited "
+                     "and is retried: repeat the request with the same Idempotency-Key",
+                     status, slug && strlen(slug) <= 200 ? slug : "no problem type");
+        json_decref(ans);
+        return SM_OK;
     } else {
         const char *slug = ans_str(ans, "type");
         const char *detail = ans_str(ans, "detail");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "sm_json.h"
 #include "sm_rt_auth.h"
@@ -318,48 +319,139 @@ static const sm_json_field topup_fields[] = {
 typedef struct topup_args {
     const sm_rt_ctx *ctx;
     uint64_t account_id;
+    const char *idem_key;
     int64_t points;
-    char reference[140];
+    uint8_t request_hash[32];
+    char reference[64];   /* in: a fresh random one; out: the row's */
+    int done;             /* out: answered (a repeat of a credited top-up, or 409) */
     sm_rt_result *out;
 } topup_args;
 
-static sm_status topup_tx(sm_db_conn *c, void *argp, sm_error *err)
+/* Answers the journal entry a credited top-up made (200). */
+static sm_status topup_answer_entry(sm_db_conn *c, topup_args *a, uint64_t entry_id,
+                                    sm_error *err)
 {
-    topup_args *a = argp;
-    sm_rt_result_clear(a->out);
-    int64_t now = sm_rt_now(a->ctx);
-    /* A repeat of a credited top-up answers the first entry. */
     sm_db_rows *rows = NULL;
     int has = 0;
     sm_status st = sm_db_query(c,
-                               "SELECT entry_id, amount, balance_after, created_at "
-                               "FROM wallet_journal WHERE account_id = ? AND reference = ?",
-                               SM_DB_PARAMS(sm_db_uint(a->account_id), sm_db_text(a->reference)),
+                               "SELECT amount, balance_after, created_at FROM wallet_journal "
+                               "WHERE entry_id = ? AND account_id = ?",
+                               SM_DB_PARAMS(sm_db_uint(entry_id), sm_db_uint(a->account_id)),
                                &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, &has, err);
-    if (st == SM_OK && has) {
-        uint64_t id = 0;
-        int64_t amount = 0, after = 0, created = 0;
-        if ((st = sm_db_col_uint(rows, 0, &id, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 1, &amount, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 2, &after, err)) == SM_OK &&
-            (st = sm_db_col_int(rows, 3, &created, err)) == SM_OK) {
-            a->out->status = 200;
-            a->out->body = entry_json(id, "purchase", amount, after, NULL, created);
-            if (a->out->body == NULL)
-                st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        }
+    if (st == SM_OK && !has)
+        st = sm_error_set(err, SM_ERR_DB, "top-up entry %llu is missing",
+                          (unsigned long long)entry_id);
+    int64_t amount = 0, after = 0, created = 0;
+    if (st == SM_OK && (st = sm_db_col_int(rows, 0, &amount, err)) == SM_OK &&
+        (st = sm_db_col_int(rows, 1, &after, err)) == SM_OK)
+        st = sm_db_col_int(rows, 2, &created, err);
+    sm_db_rows_free(rows);
+    if (st != SM_OK)
+        return st;
+    a->done = 1;
+    a->out->status = 200;
+    a->out->body = entry_json(entry_id, "purchase", amount, after, NULL, created);
+    return a->out->body ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+}
+
+/* Reads the account's top-up under a->idem_key (locked). *has 0: none.
+ * Refuses another request under the same key (409); answers a credited
+ * one (200, a->done); a pending one leaves its reference in a->reference. */
+static sm_status topup_lookup(sm_db_conn *c, topup_args *a, int *has, sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    *has = 0;
+    sm_status st = sm_db_query(c,
+                               "SELECT request_sha256, points, reference, state, entry_id "
+                               "FROM topups WHERE account_id = ? AND idempotency_key = ? "
+                               "FOR UPDATE",
+                               SM_DB_PARAMS(sm_db_uint(a->account_id), sm_db_text(a->idem_key)),
+                               &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, has, err);
+    if (st != SM_OK || !*has) {
+        sm_db_rows_free(rows);
+        return st;
+    }
+    size_t hlen = 0;
+    const char *h = sm_db_col_text(rows, 0, &hlen);
+    int64_t points = 0;
+    uint64_t entry_id = 0;
+    int same = 0, credited = 0;
+    if ((st = sm_db_col_int(rows, 1, &points, err)) == SM_OK &&
+        (st = rt_col_copy(rows, 2, a->reference, sizeof(a->reference), err)) == SM_OK) {
+        const char *state = sm_db_col_text(rows, 3, NULL);
+        credited = state != NULL && strcmp(state, "credited") == 0;
+        if (credited)
+            st = sm_db_col_uint(rows, 4, &entry_id, err);
+        /* A row from before version 2 has no request hash: its amount. */
+        same = points == a->points &&
+               (h == NULL ? credited
+                          : hlen == 32 && CRYPTO_memcmp(h, a->request_hash, 32) == 0);
     }
     sm_db_rows_free(rows);
+    if (st != SM_OK)
+        return st;
+    if (!same) {
+        a->done = 1;
+        return rt_refuse_tx(a->out, 409, "idempotency-key-reused", "Idempotency key reused",
+                            "this Idempotency-Key was used for another top-up (another amount "
+                            "or payment token); use a new key for a new top-up");
+    }
+    return credited ? topup_answer_entry(c, a, entry_id, err) : SM_OK;
+}
+
+/* Before the charge: the top-up row, bound to this account, amount and
+ * request, with the server's random reference (or the existing one). */
+static sm_status topup_begin_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    topup_args *a = argp;
+    sm_rt_result_clear(a->out);
+    a->done = 0;
+    int has = 0;
+    sm_status st = topup_lookup(c, a, &has, err);
     if (st != SM_OK || has)
         return st;
+    st = sm_db_exec(c,
+                    "INSERT INTO topups (account_id, idempotency_key, request_sha256, points, "
+                    "reference, state, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                    SM_DB_PARAMS(sm_db_uint(a->account_id), sm_db_text(a->idem_key),
+                                 sm_db_blob(a->request_hash, 32), sm_db_int(a->points),
+                                 sm_db_text(a->reference), sm_db_int(sm_rt_now(a->ctx))),
+                    NULL, err);
+    if (st == SM_ERR_DUPLICATE) /* a concurrent first request: read its row */
+        return sm_error_set(err, SM_ERR_CONFLICT, "concurrent top-up with the same key");
+    return st;
+}
+
+/* After an approved charge: credits the row's amount to its account, once. */
+static sm_status topup_credit_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    topup_args *a = argp;
+    sm_rt_result_clear(a->out);
+    a->done = 0;
+    int has = 0;
+    char charged[sizeof(a->reference)];
+    memcpy(charged, a->reference, sizeof(charged));
+    sm_status st = topup_lookup(c, a, &has, err);
+    if (st != SM_OK || a->done)
+        return st;
+    if (!has || strcmp(charged, a->reference) != 0)
+        return sm_error_set(err, SM_ERR_DB, "top-up row changed under the charge");
+    int64_t now = sm_rt_now(a->ctx);
     uint64_t id = 0;
     int64_t after = 0;
     st = rt_wallet_move(c, a->account_id, "purchase", a->points, NULL, a->reference, now, &id,
                         &after, err);
-    if (st == SM_ERR_DUPLICATE)
-        return sm_error_set(err, SM_ERR_CONFLICT, "concurrent top-up with the same key");
+    if (st == SM_OK)
+        st = sm_db_exec(c,
+                        "UPDATE topups SET state = 'credited', entry_id = ? "
+                        "WHERE account_id = ? AND idempotency_key = ? AND state = 'pending'",
+                        SM_DB_PARAMS(sm_db_uint(id), sm_db_uint(a->account_id),
+                                     sm_db_text(a->idem_key)),
+                        NULL, err);
     if (st != SM_OK)
         return st;
     a->out->status = 201;
@@ -387,17 +479,41 @@ sm_status sm_rt_wallet_topup(const sm_rt_ctx *ctx, uint64_t account_id, const ch
     if (ctx->payments == NULL)
         return sm_rt_refuse(out, 501, "payments-not-configured", "Payments not configured",
                             "this retailer takes no card payments; redeem a code instead");
-    topup_args a = {ctx, account_id, (int64_t)points, "", out};
-    snprintf(a.reference, sizeof(a.reference), "topup:%s", idem_key);
+    topup_args a = {ctx, account_id, idem_key, (int64_t)points, {0}, "", 0, out};
+    /* The request's hash binds the key to this amount and payment token
+     * (the token itself is never stored). */
+    size_t tlen = strlen(token);
+    char head[32];
+    int hn = snprintf(head, sizeof(head), "topup\n%llu\n", (unsigned long long)points);
+    char *req = malloc((size_t)hn + tlen);
+    if (req == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    memcpy(req, head, (size_t)hn);
+    memcpy(req + hn, token, tlen);
+    sm_rt_sha256(req, (size_t)hn + tlen, a.request_hash);
+    OPENSSL_cleanse(req, (size_t)hn + tlen);
+    free(req);
+    /* The reference the payment authority sees: drawn here, never the
+     * client's key, so no two accounts or requests share one. */
+    uint8_t rnd[16];
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return sm_error_set(err, SM_ERR_CRYPTO, "RAND_bytes failed");
+    memcpy(a.reference, "topup-", 6);
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(a.reference + 6 + 2 * i, 3, "%02x", rnd[i]);
+    sm_status st = rt_run(ctx, topup_begin_tx, &a, out, err);
+    if (st != SM_OK || a.done)
+        return st;
     sm_rt_charge charge;
-    sm_status st = ctx->payments->charge(ctx->payments->self, account_id, (int64_t)points,
-                                         ctx->currency, token, a.reference, &charge, err);
+    st = ctx->payments->charge(ctx->payments->self, account_id, a.points, ctx->currency, token,
+                               a.reference, &charge, err);
     if (st != SM_OK)
         return st;
     if (!charge.approved)
         return sm_rt_refuse(out, 402, "payment-declined", "Payment declined", "%s",
                             charge.decline_reason);
     /* The processor charges once per reference, so a repeat after an
-     * unknown outcome is safe; the journal credits once per reference. */
-    return rt_run(ctx, topup_tx, &a, out, err);
+     * unknown outcome (same key, same request: the same row and reference)
+     * is safe; the row is credited once. */
+    return rt_run(ctx, topup_credit_tx, &a, out, err);
 }

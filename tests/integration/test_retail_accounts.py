@@ -1,6 +1,7 @@
 """Retailer accounts, API tokens, the login rate limit, devices and the
 wallet (codes, top-ups through the payment authority's test double)."""
 
+import concurrent.futures
 import json
 import time
 import uuid
@@ -78,6 +79,44 @@ def test_login_failures_and_rate_limit(shop):
                         shop.db.name)
     assert shop.login(email)
     assert doc["detail"]
+
+
+def test_login_rate_limit_holds_under_parallel_attempts(env):
+    """Each attempt is counted before its password is checked: 40 parallel
+    wrong passwords against a limit of 10 get at most 10 password checks
+    (the rest 429), and then the right password is refused too until the
+    window passes. The same for the per-address limit."""
+    shop = Retail(env, extra="RetailLoginMaxFailures 10\nRetailLoginMaxFailuresPerAddress 20")
+    env.httpd.start()
+    email = shop.signup()
+
+    def attempts(emails, password):
+        def one(e):
+            return shop.public().post("/v1/sessions", json={"email": e, "password": password},
+                                      timeout=60).status_code
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(emails)) as pool:
+            return sorted(pool.map(one, emails))
+
+    statuses = attempts([email] * 40, "wrong password!")
+    assert set(statuses) <= {401, 429} and statuses.count(401) <= 10, statuses
+    assert statuses.count(429) >= 30, statuses
+    r = shop.public().post("/v1/sessions", json={"email": email, "password": PASSWORD})
+    assert_problem(r, 429, "too-many-attempts")
+    assert int(r.headers["Retry-After"]) > 0
+    # The address has 10 failures of its 20: 40 parallel logins for unknown
+    # accounts get at most 10 more password checks.
+    statuses = attempts(["nobody%d@example.org" % i for i in range(40)], PASSWORD)
+    assert set(statuses) <= {401, 429} and statuses.count(401) <= 10, statuses
+    other = shop.signup()
+    assert_problem(shop.public().post("/v1/sessions", json={"email": other,
+                                                            "password": PASSWORD}),
+                   429, "too-many-attempts")
+    # The window passes (moved back in the database): logins work again,
+    # and a success takes its attempt back from the address's count.
+    shop.env.db.execute("UPDATE login_failures SET window_start = window_start - 100000",
+                        shop.db.name)
+    assert shop.login(email) and shop.login(other)
+    assert shop.query("SELECT failures FROM login_failures WHERE scope = 'address'") == []
 
 
 @pytest.mark.parametrize("body, what", [
@@ -195,6 +234,91 @@ def test_topup_through_test_double(shop):
     assert_problem(buyer.post("/v1/wallet/topups", json={"points": 300, "payment_token":
                                                          "approve"}), 400, "invalid-request")
     assert shop.balance(buyer) == 300
+
+
+def test_topup_key_is_bound_to_account_and_request(shop):
+    """The reference the payment authority sees is the server's random one,
+    bound to (account, Idempotency-Key) before the charge: another account
+    using the same key gets its own reference (so a processor answering a
+    repeated reference with its first outcome could never approve B's
+    top-up with A's charge), and the same key with another amount or
+    payment token is refused, not answered with the first entry."""
+    a, _, _ = shop.new_buyer(device=False)
+    b, _, _ = shop.new_buyer(device=False)
+    key = {"Idempotency-Key": "topup-" + uuid.uuid4().hex}
+    first = a.json("POST", "/v1/wallet/topups", {"points": 300, "payment_token": "approve"},
+                   expect=201, headers=key)
+    # Same key, another amount or token: 409, nothing credited or charged.
+    assert_problem(a.post("/v1/wallet/topups", json={"points": 900, "payment_token": "approve"},
+                          headers=key), 409, "idempotency-key-reused")
+    assert_problem(a.post("/v1/wallet/topups", json={"points": 300, "payment_token": "approve2"},
+                          headers=key), 409, "idempotency-key-reused")
+    again = a.json("POST", "/v1/wallet/topups", {"points": 300, "payment_token": "approve"},
+                   expect=200, headers=key)
+    assert again["entry_id"] == first["entry_id"] and shop.balance(a) == 300
+    # Account B with A's key: its own top-up, under its own reference.
+    eb = b.json("POST", "/v1/wallet/topups", {"points": 500, "payment_token": "approve"},
+                expect=201, headers=key)
+    assert eb["amount"] == 500 and shop.balance(b) == 500 and shop.balance(a) == 300
+    rows = shop.query("SELECT account_id, reference, points, state FROM topups "
+                      "WHERE idempotency_key = '%s' ORDER BY account_id" % key["Idempotency-Key"])
+    assert len(rows) == 2 and [r[2:] for r in rows] == [("300", "credited"), ("500", "credited")]
+    refs = [r[1] for r in rows]
+    assert refs[0] != refs[1]
+    for ref in refs:
+        assert key["Idempotency-Key"] not in ref and len(ref) == len("topup-") + 32
+    # The journal credits each account once, under its row's reference.
+    assert sorted(shop.query("SELECT reference FROM wallet_journal WHERE kind = 'purchase'")) == \
+        sorted((r,) for r in refs)
+    # A declined request leaves the row pending; the same request again
+    # uses the same reference (the processor's repeat), another is refused.
+    k2 = {"Idempotency-Key": "k-" + uuid.uuid4().hex}
+    for _ in range(2):
+        assert_problem(a.post("/v1/wallet/topups", json={"points": 10, "payment_token": "no"},
+                              headers=k2), 402, "payment-declined")
+    assert shop.query("SELECT state FROM topups WHERE idempotency_key = '%s'"
+                      % k2["Idempotency-Key"]) == [("pending",)]
+    assert_problem(a.post("/v1/wallet/topups", json={"points": 10, "payment_token": "approve"},
+                          headers=k2), 409, "idempotency-key-reused")
+    assert shop.balance(a) == 300
+
+
+def test_parallel_topups_with_one_key_credit_once(shop):
+    buyer, _, _ = shop.new_buyer(device=False)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+
+    def one(_):
+        r = buyer.post("/v1/wallet/topups", json={"points": 70, "payment_token": "approve"},
+                       headers=key, timeout=60)
+        return r.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = sorted(pool.map(one, range(20)))
+    assert statuses.count(201) == 1 and statuses.count(200) == 19, statuses
+    assert shop.balance(buyer) == 70
+    assert shop.query("SELECT COUNT(*) FROM topups") == [("1",)]
+
+
+def test_topup_migration_keeps_credited_keys(env, tmp_path):
+    """0002_topups.sql backfills top-ups credited under version 1 (journal
+    reference "topup:<key>"), so a repeat of such a key answers the first
+    entry instead of charging again under a new reference."""
+    import os
+    import shutil
+    old = tmp_path / "sql"
+    (old / "retail").mkdir(parents=True)
+    shutil.copy(os.path.join(env.sql_dir, "retail", "0001_initial.sql"), old / "retail")
+    db = env.role_database("retail")
+    env.db.migrate(db.name, "retail", str(old))
+    env.db.execute(
+        "INSERT INTO accounts (account_id, email, password_hash, balance, created_at) VALUES "
+        "(7, 'old@example.org', 'x', 300, 1);"
+        "INSERT INTO wallet_journal (entry_id, account_id, kind, amount, balance_after, "
+        "reference, created_at) VALUES (3, 7, 'purchase', 300, 300, 'topup:k1', 2)", db.name)
+    env.db.migrate(db.name, "retail", env.sql_dir)
+    assert env.db.query("SELECT account_id, idempotency_key, request_sha256 IS NULL, points, "
+                        "reference, state, entry_id FROM topups", db.name) == \
+        [("7", "k1", "1", "300", "topup:k1", "credited", "3")]
 
 
 def test_topup_not_configured(env):

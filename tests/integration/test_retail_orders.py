@@ -142,6 +142,38 @@ def test_payment_refused_after_debit_is_refunded(env):
     assert shop.balance(buyer) == 1000
 
 
+def test_payment_answer_not_a_definite_refusal_is_not_refunded(env):
+    """Only the key server's definite refusals of the payment (§2.5:
+    unknown-transaction, already-paid, transaction-revoked,
+    reservation-expired, amount-mismatch) refund. Any other 4xx (here 403
+    not-registered: the key server does not know the retailer's
+    certificate for a while) leaves the order debited for the retry; once
+    the key server answers a definite refusal it is refunded, once."""
+    shop, cat, offer = shop_with_offer(env)
+    buyer, _, email = shop.new_buyer(points=1000)
+    key, order_id, _ = _stuck_order(shop, email, offer, "txn-unknowntotheserver")
+    ksdb = shop.ks.db.name
+    (dn_hex,), = shop.ks.query("SELECT HEX(dn_sha256) FROM retailers WHERE retailer_id = "
+                               "'retailer1'")
+    env.db.execute("UPDATE retailers SET dn_sha256 = UNHEX(REPEAT('00', 32)) "
+                   "WHERE retailer_id = 'retailer1'", ksdb)
+    try:
+        for _ in range(2):
+            r = buyer.post("/v1/orders", json={"offer_id": offer["offer_id"]},
+                           headers={"Idempotency-Key": key})
+            assert_problem(r, 502, "keyserver-error")
+            assert "not-registered" in r.json()["detail"]
+            assert shop.query("SELECT state FROM orders WHERE order_id = '%s'" % order_id) == \
+                [("debited",)]
+            assert shop.balance(buyer) == 750 and journal_consistent(shop, email) == 750
+    finally:
+        env.db.execute("UPDATE retailers SET dn_sha256 = UNHEX('%s') "
+                       "WHERE retailer_id = 'retailer1'" % dn_hex, ksdb)
+    doc = shop.order(buyer, offer["offer_id"], key=key, expect=409)
+    assert doc["type"].endswith("/order-failed") and "refunded" in doc["detail"]
+    assert shop.balance(buyer) == 1000 and journal_consistent(shop, email) == 1000
+
+
 def test_unknown_payment_outcome_is_retried(env):
     """Reserved and debited, payment outcome unknown (crash): a repeat
     records the payment under the same reference and completes."""
