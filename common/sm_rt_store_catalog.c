@@ -67,6 +67,33 @@ static sm_status check_entry(json_t *w, size_t i, sm_error *err)
     return SM_OK;
 }
 
+sm_status sm_rt_inventory_parse(const char *body, size_t len, json_t **doc, json_t **works,
+                                sm_error *err)
+{
+    *doc = NULL;
+    *works = NULL;
+    json_t *d = NULL;
+    sm_status st = sm_json_parse_object((const uint8_t *)body, len, INVENTORY_MAX, "inventory",
+                                        &d, err);
+    json_t *list = st == SM_OK ? json_object_get(d, "works") : NULL;
+    if (st == SM_OK && !json_is_array(list))
+        st = sm_error_set(err, SM_ERR_FORMAT, "inventory has no works array");
+    size_t i;
+    json_t *w;
+    if (st == SM_OK)
+        json_array_foreach(list, i, w) {
+            if ((st = check_entry(w, i, err)) != SM_OK)
+                break;
+        }
+    if (st != SM_OK) {
+        json_decref(d);
+        return st;
+    }
+    *doc = d;
+    *works = list;
+    return SM_OK;
+}
+
 static sm_status sync_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     sync_args *a = argp;
@@ -157,23 +184,11 @@ sm_status sm_rt_catalog_sync(const sm_rt_ctx *ctx, sm_rt_result *out, sm_error *
                             "retailer's registration and client certificate",
                             status);
     }
-    json_t *doc = NULL;
+    json_t *doc = NULL, *works = NULL;
     sm_error e = {0};
-    st = sm_json_parse_object((const uint8_t *)r.body, r.len, INVENTORY_MAX, "inventory", &doc,
-                              &e);
+    st = sm_rt_inventory_parse(r.body, r.len, &doc, &works, &e);
     sm_rt_ks_response_free(&r);
-    json_t *works = st == SM_OK ? json_object_get(doc, "works") : NULL;
-    if (st == SM_OK && !json_is_array(works))
-        st = sm_error_set(&e, SM_ERR_FORMAT, "inventory has no works array");
-    size_t i;
-    json_t *w;
-    if (st == SM_OK)
-        json_array_foreach(works, i, w) {
-            if ((st = check_entry(w, i, &e)) != SM_OK)
-                break;
-        }
     if (st != SM_OK) {
-        json_decref(doc);
         return sm_rt_refuse(out, 502, "keyserver-error", "Key server error",
                             "the key server's inventory is not usable: %s", e.message);
     }
