@@ -137,6 +137,8 @@ sm_status sm_pl_offline_parse_license(const uint8_t *bytes, size_t len,
         st = sm_error_set(err, SM_ERR_UNSUPPORTED, "%s: unknown \"format\"", what);
     if (st == SM_OK)
         st = sm_json_get_uint64(o, "key_version", UINT32_MAX, 1, &kv, what, err);
+    if (st == SM_OK && kv == 0)
+        st = sm_error_set(err, SM_ERR_FORMAT, "%s: \"key_version\" must be at least 1", what);
     if (st == SM_OK)
         st = sm_json_get_uint64(o, "container_size", UINT64_C(1) << 53, 1, &csize, what, err);
     if (st == SM_OK)

@@ -269,7 +269,7 @@ static void fuzz_offline(const uint8_t *in, size_t len)
     require(e.work_id && e.txn && e.key_jwe && e.media_type, "fields of an accepted entry");
     require(expected == NULL || strcmp(e.work_id, expected) == 0, "work_id not the expected");
     require(sm_validate_media_type(e.media_type, "media_type", NULL) == SM_OK, "media_type");
-    require(e.key_version >= 1 && e.stored_at >= 1, "key_version, stored_at");
+    require(e.key_version >= 1, "key_version (1..2^32-1, PLAYER.md §1.5)");
     require(e.container_size <= (UINT64_C(1) << 53), "container_size");
     require(!e.rental || e.rental_ends_at > 0, "a rental without its end");
 
