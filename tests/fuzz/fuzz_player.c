@@ -55,7 +55,7 @@ static int same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-/* Well-formed UTF-8 without C0 controls or DEL. */
+/* Well-formed UTF-8 without C0 or C1 controls or DEL. */
 static int printable_utf8(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -69,6 +69,8 @@ static int printable_utf8(const char *s)
         int n = (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
         if (n < 0 || *p == 0xC0 || *p == 0xC1 || *p > 0xF4)
             return 0;
+        if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+            return 0; /* C1 control */
         for (int i = 1; i <= n; i++)
             if ((p[i] & 0xC0) != 0x80)
                 return 0;
