@@ -38,8 +38,11 @@ static sm_status check_entry(json_t *w, size_t i, sm_error *err)
     const char *id = opt_string(w, "work_id"), *title = opt_string(w, "title"),
                *owner = opt_string(w, "owner_id"), *cur = opt_string(w, "currency");
     sm_error e = {0};
+    /* Title, artist, album and media type go into every steering file sold:
+     * what a steering file cannot hold would leave paid orders unfinished. */
     if (!json_is_object(w) || id == NULL || sm_validate_work_id(id, "work_id", &e) != SM_OK ||
-        title == NULL || strlen(title) > TEXT_MAX || owner == NULL || strlen(owner) > 64 ||
+        title == NULL || title[0] == '\0' || sm_validate_text(title, TEXT_MAX, "title", &e) != SM_OK ||
+        owner == NULL || strlen(owner) > 64 ||
         cur == NULL || strlen(cur) != 3 || !json_is_integer(json_object_get(w, "contract_id")) ||
         !json_is_integer(json_object_get(w, "valid_until")) ||
         !json_is_array(json_object_get(w, "licenses")))
@@ -47,14 +50,15 @@ static sm_status check_entry(json_t *w, size_t i, sm_error *err)
     const char *fields[] = {"artist", "album"};
     for (size_t k = 0; k < 2; k++) {
         const char *v = opt_string(w, fields[k]);
-        if (v != NULL && strlen(v) > TEXT_MAX)
-            return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: %s too long", i,
-                                fields[k]);
+        if (v != NULL && sm_validate_text(v, TEXT_MAX, fields[k], &e) != SM_OK)
+            return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: %s", i, e.message);
     }
     const char *art = opt_string(w, "artwork_ref"), *mt = opt_string(w, "media_type");
     if ((art != NULL && strlen(art) > 2048) || (mt != NULL && strlen(mt) > 127))
         return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: artwork or type too long",
                             i);
+    if (mt != NULL && mt[0] != '\0' && sm_validate_media_type(mt, "media_type", &e) != SM_OK)
+        return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: %s", i, e.message);
     size_t j;
     json_t *l;
     json_array_foreach(json_object_get(w, "licenses"), j, l) {
