@@ -660,6 +660,13 @@ sm_status sm_rt_reservation_answer_parse(json_t *ans, sm_rt_reservation_answer *
     if (out->txn == NULL || out->voucher == NULL || out->currency == NULL ||
         strlen(out->currency) != 3 || strlen(out->txn) > 64 || out->price < 0)
         return sm_error_set(err, SM_ERR_FORMAT, "the key server's reservation answer is malformed");
+    /* Both go into the steering file once the payment is recorded: refuse
+     * now what it could not hold, before any debit. */
+    sm_error e = {0};
+    if (sm_ks_validate_id(out->txn, "txn", &e) != SM_OK ||
+        sm_steer_validate_voucher(out->voucher, "voucher", &e) != SM_OK)
+        return sm_error_set(err, SM_ERR_FORMAT,
+                            "the key server's reservation answer is malformed: %s", e.message);
     return SM_OK;
 }
 

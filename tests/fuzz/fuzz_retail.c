@@ -31,6 +31,7 @@
 #include "sm_rt_auth.h"
 #include "sm_rt_store.h"
 #include "sm_rt_validate.h"
+#include "sm_steer.h"
 #include "sm_validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -361,6 +362,32 @@ static void fuzz_validators(const uint8_t *in, size_t len)
 
 /* ---- 10-12: key server answers ---------------------------------------------------- */
 
+/* Whether the steering file an order builds from these key server values
+ * (as build_steer in sm_rt_store_orders.c does) is valid: anything the
+ * retailer accepts must end in a steering file, or a paid order could
+ * never complete. */
+static sm_status steer_from(const char *work_id, const char *title, const char *artist,
+                            const char *album, const char *media_type, const char *txn,
+                            const char *voucher, sm_error *err)
+{
+    char *urls[1] = {(char *)"https://m1.example/works/w1"};
+    sm_steer s;
+    memset(&s, 0, sizeof(s));
+    s.version = SM_STEER_VERSION;
+    s.work_id = (char *)work_id;
+    s.title = (char *)title;
+    s.artist = artist != NULL && artist[0] ? (char *)artist : NULL;
+    s.album = album != NULL && album[0] ? (char *)album : NULL;
+    s.media_type = media_type != NULL && media_type[0] ? (char *)media_type
+                                                       : (char *)"application/octet-stream";
+    s.license_url = (char *)"https://ks.example/v1/license";
+    s.media_urls = urls;
+    s.media_url_count = 1;
+    s.voucher = (char *)voucher;
+    s.transaction_id = txn != NULL && txn[0] && strchr(txn, '.') == NULL ? (char *)txn : NULL;
+    return sm_steer_validate(&s, NULL, err);
+}
+
 static void fuzz_inventory(const uint8_t *in, size_t len)
 {
     json_t *doc = NULL, *works = NULL;
@@ -381,6 +408,15 @@ static void fuzz_inventory(const uint8_t *in, size_t len)
         require(id != NULL && sm_validate_work_id(id, "w", NULL) == SM_OK, "inventory work_id");
         require(json_string_value(json_object_get(w, "title")) != NULL, "inventory title");
         require(cur != NULL && strlen(cur) == 3, "inventory currency");
+        sm_error e = {SM_OK, ""};
+        sm_status st2 = steer_from(id, json_string_value(json_object_get(w, "title")),
+                                   json_string_value(json_object_get(w, "artist")),
+                                   json_string_value(json_object_get(w, "album")),
+                                   json_string_value(json_object_get(w, "media_type")), NULL,
+                                   "e30.e30.c2ln", &e);
+        if (st2 != SM_OK)
+            fprintf(stderr, "fuzz_retail: %s\n", e.message);
+        require(st2 == SM_OK, "an accepted inventory entry makes no valid steering file");
         json_array_foreach(json_object_get(w, "licenses"), j, l) {
             const char *type = json_string_value(json_object_get(l, "type"));
             require(type != NULL && sm_ks_license_type_from_name(type) != 0, "inventory type");
@@ -404,10 +440,15 @@ static void fuzz_ks_answer(int payment, const uint8_t *in, size_t len)
         sm_rt_reservation_answer ra;
         sm_status st = sm_rt_reservation_answer_parse(ans, &ra, &err);
         require_message(st, &err);
-        if (st == SM_OK)
+        if (st == SM_OK) {
             require(ra.txn != NULL && strlen(ra.txn) <= 64 && ra.voucher != NULL &&
                         ra.currency != NULL && strlen(ra.currency) == 3 && ra.price >= 0,
                     "reservation answer");
+            sm_status st2 = steer_from("w1", "t", NULL, NULL, NULL, ra.txn, ra.voucher, &err);
+            if (st2 != SM_OK)
+                fprintf(stderr, "fuzz_retail: %s\n", err.message);
+            require(st2 == SM_OK, "an accepted reservation makes no valid steering file");
+        }
     }
     json_decref(ans);
 }
