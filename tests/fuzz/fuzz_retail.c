@@ -257,7 +257,7 @@ static void fuzz_search(const uint8_t *in, size_t len)
         require_message(st, &err);
     } else {
         require(words <= 10, "more than 10 words");
-        require(len <= SM_RT_SEARCH_MAX, "a query over 200 bytes");
+        require(strlen(q) <= SM_RT_SEARCH_MAX, "a query over 200 bytes");
         /* "+w1* +w2* ...": words of letters, digits and UTF-8 only. */
         size_t o = 0;
         unsigned n = 0;
