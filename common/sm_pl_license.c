@@ -128,11 +128,14 @@ static sm_status refusal_error(long status, const char *content_type, const uint
         json_decref(o);
     }
     sm_pl_refusal r = slug[0] != '\0' ? sm_pl_refusal_from_slug(slug) : SM_PL_REFUSAL_OTHER;
-    if (status == 503 && r == SM_PL_REFUSAL_OTHER)
+    /* PLAYER.md §1.4: any 503 is "unavailable, try again later", whatever
+     * problem type its body names. */
+    if (status == 503)
         r = SM_PL_REFUSAL_UNAVAILABLE;
     if (refusal != NULL)
         *refusal = r;
-    const char *sentence = refusal_sentence(slug);
+    const char *sentence =
+        refusal_sentence(r == SM_PL_REFUSAL_UNAVAILABLE ? "service-unavailable" : slug);
     char head[160];
     if (sentence != NULL)
         snprintf(head, sizeof(head), "%s", sentence);

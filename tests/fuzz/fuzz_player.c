@@ -212,7 +212,9 @@ static void fuzz_refusal(const uint8_t *in, size_t len)
     require(st == ((status >= 500 && status <= 599) ? SM_ERR_UNAVAILABLE : SM_ERR_KEY),
             "status class of a refusal");
     if (status == 503)
-        require(refusal != SM_PL_REFUSAL_OTHER, "a 503 is not a plain refusal");
+        require(refusal == SM_PL_REFUSAL_UNAVAILABLE &&
+                    strncmp(err.message, "The key server is unavailable", 29) == 0,
+                "any 503 is \"unavailable\" (PLAYER.md §1.4)");
     require(printable_utf8(err.message), "refusal message is not printable UTF-8");
     require(strncmp(err.message, "License refused", 15) == 0 ||
                 strncmp(err.message, "The key server is unavailable", 29) == 0,

@@ -179,6 +179,7 @@ START_TEST(refusals_mapped_to_plain_words)
         {410, "work-withdrawn", SM_PL_REFUSAL_WORK_WITHDRAWN,
          "License refused: the work has been withdrawn."},
         {503, "service-unavailable", SM_PL_REFUSAL_UNAVAILABLE, "The key server is unavailable"},
+        {503, "not-paid", SM_PL_REFUSAL_UNAVAILABLE, "The key server is unavailable"},
         {403, "contract-invalid", SM_PL_REFUSAL_OTHER,
          "License refused by the key server (HTTP 403, contract-invalid)."},
     };
