@@ -41,7 +41,8 @@ static sm_status check_entry(json_t *w, size_t i, sm_error *err)
     /* Title, artist, album and media type go into every steering file sold:
      * what a steering file cannot hold would leave paid orders unfinished. */
     if (!json_is_object(w) || id == NULL || sm_validate_work_id(id, "work_id", &e) != SM_OK ||
-        title == NULL || title[0] == '\0' || sm_validate_text(title, TEXT_MAX, "title", &e) != SM_OK ||
+        title == NULL || title[0] == '\0' ||
+        sm_validate_text(title, TEXT_MAX, "title", &e) != SM_OK ||
         owner == NULL || strlen(owner) > 64 ||
         cur == NULL || strlen(cur) != 3 || !json_is_integer(json_object_get(w, "contract_id")) ||
         !json_is_integer(json_object_get(w, "valid_until")) ||
