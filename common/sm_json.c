@@ -74,6 +74,20 @@ static int type_matches(json_t *v, sm_json_type t)
     return 0;
 }
 
+/* At most 64 bytes of a member name for a message, never cutting a UTF-8
+ * sequence (a cut one makes the whole message invalid UTF-8, and JSON
+ * problem documents cannot carry it). */
+static int name_len_for_message(const char *key)
+{
+    size_t n = strlen(key);
+    if (n <= 64)
+        return (int)n;
+    n = 64;
+    while (n > 0 && ((unsigned char)key[n] & 0xC0) == 0x80)
+        n--;
+    return (int)n;
+}
+
 sm_status sm_json_check_fields(json_t *obj, const sm_json_field *fields, const char *what,
                                sm_error *err)
 {
@@ -84,7 +98,8 @@ sm_status sm_json_check_fields(json_t *obj, const sm_json_field *fields, const c
         while (f->name != NULL && strcmp(f->name, key) != 0)
             f++;
         if (f->name == NULL)
-            return sm_error_set(err, SM_ERR_FORMAT, "%s: unknown field \"%.64s\"", what, key);
+            return sm_error_set(err, SM_ERR_FORMAT, "%s: unknown field \"%.*s\"", what,
+                                name_len_for_message(key), key);
         if (!type_matches(value, f->type))
             return sm_error_set(err, SM_ERR_FORMAT, "%s: field \"%s\" must be %s", what, key,
                                 type_name(f->type));

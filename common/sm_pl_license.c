@@ -69,7 +69,8 @@ sm_status sm_pl_license_build_request(const char *voucher, const sm_jwk *device_
     return SM_OK;
 }
 
-/* Copies the server's detail without control characters, at most
+/* Copies the server's detail without control characters (C0, DEL and C1:
+ * U+0085 or U+009B would still steer a terminal or break a line), at most
  * SM_PL_DETAIL_MAX bytes, never cutting a UTF-8 sequence. */
 static void clean_detail(const char *in, char *out, size_t size)
 {
@@ -77,6 +78,10 @@ static void clean_detail(const char *in, char *out, size_t size)
     for (const unsigned char *p = (const unsigned char *)in; *p != '\0' && o + 1 < size; p++) {
         if (*p < 0x20 || *p == 0x7f)
             continue;
+        if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) {
+            p++;
+            continue;
+        }
         out[o++] = (char)*p;
     }
     /* Back off a cut multi-byte sequence. */
@@ -123,11 +128,14 @@ static sm_status refusal_error(long status, const char *content_type, const uint
         json_decref(o);
     }
     sm_pl_refusal r = slug[0] != '\0' ? sm_pl_refusal_from_slug(slug) : SM_PL_REFUSAL_OTHER;
-    if (status == 503 && r == SM_PL_REFUSAL_OTHER)
+    /* PLAYER.md §1.4: any 503 is "unavailable, try again later", whatever
+     * problem type its body names. */
+    if (status == 503)
         r = SM_PL_REFUSAL_UNAVAILABLE;
     if (refusal != NULL)
         *refusal = r;
-    const char *sentence = refusal_sentence(slug);
+    const char *sentence =
+        refusal_sentence(r == SM_PL_REFUSAL_UNAVAILABLE ? "service-unavailable" : slug);
     char head[160];
     if (sentence != NULL)
         snprintf(head, sizeof(head), "%s", sentence);

@@ -123,35 +123,12 @@ static const sm_json_field license_fields[] = {
     {NULL, SM_JSON_STRING, 0},
 };
 
-sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t now,
-                             sm_pl_offline_entry **out, sm_error *err)
+sm_status sm_pl_offline_parse_license(const uint8_t *bytes, size_t len,
+                                      const char *expected_work_id, const char *what,
+                                      sm_pl_offline_entry *e, sm_error *err)
 {
-    *out = NULL;
-    char name[44];
-    sm_status st = sm_pl_offline_entry_name(steer->voucher, name, err);
-    if (st != SM_OK)
-        return st;
-    sm_pl_offline_entry *e = calloc(1, sizeof(*e));
-    if (e == NULL)
-        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    e->dir = path_join(store, name);
-    e->media_path = e->dir != NULL ? path_join(e->dir, SM_PL_OFFLINE_MEDIA) : NULL;
-    char *lpath = e->dir != NULL ? path_join(e->dir, SM_PL_OFFLINE_LICENSE) : NULL;
-    if (lpath == NULL || e->media_path == NULL) {
-        free(lpath);
-        sm_pl_offline_entry_free(e);
-        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    }
-    uint8_t *bytes = NULL;
-    size_t len = 0;
     json_t *o = NULL;
-    char what[600];
-    snprintf(what, sizeof(what), "offline license %s", lpath);
-    st = read_small_file(lpath, SM_PL_OFFLINE_LICENSE_MAX, &bytes, &len, err);
-    if (st == SM_ERR_NOT_FOUND)
-        st = sm_error_set(err, SM_ERR_NOT_FOUND, "no offline copy of this purchase");
-    if (st == SM_OK)
-        st = sm_json_parse_object(bytes, len, SM_PL_OFFLINE_LICENSE_MAX, what, &o, err);
+    sm_status st = sm_json_parse_object(bytes, len, SM_PL_OFFLINE_LICENSE_MAX, what, &o, err);
     if (st == SM_OK)
         st = sm_json_check_fields(o, license_fields, what, err);
     uint64_t kv = 0, csize = 0, ends = 0, stored = 0;
@@ -160,6 +137,8 @@ sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t n
         st = sm_error_set(err, SM_ERR_UNSUPPORTED, "%s: unknown \"format\"", what);
     if (st == SM_OK)
         st = sm_json_get_uint64(o, "key_version", UINT32_MAX, 1, &kv, what, err);
+    if (st == SM_OK && kv == 0)
+        st = sm_error_set(err, SM_ERR_FORMAT, "%s: \"key_version\" must be at least 1", what);
     if (st == SM_OK)
         st = sm_json_get_uint64(o, "container_size", UINT64_C(1) << 53, 1, &csize, what, err);
     if (st == SM_OK)
@@ -183,12 +162,44 @@ sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t n
             st = sm_error_set(err, SM_ERR_FORMAT, "%s: \"license\" has no known type", what);
         else if (e->rental && ends == 0)
             st = sm_error_set(err, SM_ERR_FORMAT, "%s: a rental without \"rental_ends_at\"", what);
-        else if (strcmp(e->work_id, steer->work_id) != 0)
+        else if (expected_work_id != NULL && strcmp(e->work_id, expected_work_id) != 0)
             st = sm_error_set(err, SM_ERR_FORMAT, "%s is for work \"%s\", not \"%s\"", what,
-                              e->work_id, steer->work_id);
+                              e->work_id, expected_work_id);
         else if (sm_validate_media_type(e->media_type, "media_type", NULL) != SM_OK)
             st = sm_error_set(err, SM_ERR_FORMAT, "%s: bad \"media_type\"", what);
     }
+    json_decref(o);
+    return st;
+}
+
+sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t now,
+                             sm_pl_offline_entry **out, sm_error *err)
+{
+    *out = NULL;
+    char name[44];
+    sm_status st = sm_pl_offline_entry_name(steer->voucher, name, err);
+    if (st != SM_OK)
+        return st;
+    sm_pl_offline_entry *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    e->dir = path_join(store, name);
+    e->media_path = e->dir != NULL ? path_join(e->dir, SM_PL_OFFLINE_MEDIA) : NULL;
+    char *lpath = e->dir != NULL ? path_join(e->dir, SM_PL_OFFLINE_LICENSE) : NULL;
+    if (lpath == NULL || e->media_path == NULL) {
+        free(lpath);
+        sm_pl_offline_entry_free(e);
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    }
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    char what[600];
+    snprintf(what, sizeof(what), "offline license %s", lpath);
+    st = read_small_file(lpath, SM_PL_OFFLINE_LICENSE_MAX, &bytes, &len, err);
+    if (st == SM_ERR_NOT_FOUND)
+        st = sm_error_set(err, SM_ERR_NOT_FOUND, "no offline copy of this purchase");
+    if (st == SM_OK)
+        st = sm_pl_offline_parse_license(bytes, len, steer->work_id, what, e, err);
     if (st == SM_OK) {
         struct stat sb;
         if (stat(e->media_path, &sb) != 0 || !S_ISREG(sb.st_mode))
@@ -207,7 +218,6 @@ sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t n
             st = sm_error_set(err, SM_ERR_EXPIRED,
                               "License refused: the rental period has ended.");
     }
-    json_decref(o);
     if (bytes != NULL) {
         sm_wipe(bytes, len);
         free(bytes);
@@ -343,6 +353,27 @@ static void sync_dir(const char *dir)
     }
 }
 
+char *sm_pl_offline_license_text(const sm_pl_license *lic, const char *media_type,
+                                 uint64_t container_size, int64_t stored_at)
+{
+    json_t *terms = lic->rental ? json_pack("{s:s,s:I}", "type", "rental", "duration",
+                                            (json_int_t)lic->rental_duration)
+                                : json_pack("{s:s}", "type", "purchase");
+    json_t *o = terms != NULL
+                    ? json_pack("{s:s,s:s,s:s,s:I,s:s,s:o,s:s,s:I,s:I}", "format",
+                                SM_PL_OFFLINE_FORMAT, "work_id", lic->work_id, "txn", lic->txn,
+                                "key_version", (json_int_t)lic->key_version, "key_jwe",
+                                lic->key_jwe, "license", terms, "media_type", media_type,
+                                "container_size", (json_int_t)container_size, "stored_at",
+                                (json_int_t)stored_at)
+                    : NULL;
+    if (o != NULL && lic->rental)
+        json_object_set_new(o, "rental_ends_at", json_integer(lic->rental_ends_at));
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    return text;
+}
+
 sm_status sm_pl_offline_commit(sm_pl_offline_writer *w, const sm_pl_license *lic,
                                const char *media_type, uint64_t container_size, int64_t now,
                                int overwrite, sm_error *err)
@@ -353,21 +384,8 @@ sm_status sm_pl_offline_commit(sm_pl_offline_writer *w, const sm_pl_license *lic
                           strerror(errno));
     close(w->media_fd);
     w->media_fd = -1;
-    json_t *terms = lic->rental ? json_pack("{s:s,s:I}", "type", "rental", "duration",
-                                            (json_int_t)lic->rental_duration)
-                                : json_pack("{s:s}", "type", "purchase");
-    json_t *o = terms != NULL
-                    ? json_pack("{s:s,s:s,s:s,s:I,s:s,s:o,s:s,s:I,s:I}", "format",
-                                SM_PL_OFFLINE_FORMAT, "work_id", lic->work_id, "txn", lic->txn,
-                                "key_version", (json_int_t)lic->key_version, "key_jwe",
-                                lic->key_jwe, "license", terms, "media_type", media_type,
-                                "container_size", (json_int_t)container_size, "stored_at",
-                                (json_int_t)(now != 0 ? now : (int64_t)time(NULL)))
-                    : NULL;
-    if (o != NULL && lic->rental)
-        json_object_set_new(o, "rental_ends_at", json_integer(lic->rental_ends_at));
-    char *text = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(o);
+    char *text = sm_pl_offline_license_text(lic, media_type, container_size,
+                                            now != 0 ? now : (int64_t)time(NULL));
     if (st == SM_OK && text == NULL)
         st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     char *lpath = path_join(w->tmp_dir, SM_PL_OFFLINE_LICENSE);

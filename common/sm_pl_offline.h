@@ -45,6 +45,22 @@ typedef struct sm_pl_offline_entry {
 sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t now,
                              sm_pl_offline_entry **out, sm_error *err);
 
+/* license.json's checks without the file system (sm_pl_offline_find's
+ * parser; the fuzzer and the unit tests call it): fills e's work_id, txn,
+ * key_version, key_jwe, rental, rental_ends_at, media_type,
+ * container_size and stored_at (free with sm_pl_offline_entry_free, also
+ * after a failure). expected_work_id (may be NULL) must be the file's
+ * work_id. `what` names the file in messages. */
+sm_status sm_pl_offline_parse_license(const uint8_t *bytes, size_t len,
+                                      const char *expected_work_id, const char *what,
+                                      sm_pl_offline_entry *e, sm_error *err);
+
+/* The license.json text sm_pl_offline_commit writes for lic (compact,
+ * sorted keys, no newline); malloc'ed, NULL when out of memory. Holds
+ * the wrapped key: wipe it before freeing. */
+char *sm_pl_offline_license_text(const sm_pl_license *lic, const char *media_type,
+                                 uint64_t container_size, int64_t stored_at);
+
 /* Writing an entry: begin makes store (0700) and a temporary directory in
  * it; the caller writes the container to the fd; commit writes
  * license.json, syncs and renames the directory to the entry's name

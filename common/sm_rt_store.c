@@ -162,7 +162,10 @@ sm_status sm_rt_signup(const sm_rt_ctx *ctx, json_t *body, sm_rt_result *out, sm
             SM_OK ||
         sm_json_get_string(body, "display_name", SM_RT_NAME_MAX, 0, &name, "sign-up", &e) !=
             SM_OK ||
-        (name != NULL && (name[0] == '\0' ||
+        (name != NULL && ((name[0] == '\0' &&
+                           sm_error_set(&e, SM_ERR_FORMAT,
+                                        "sign-up: field \"display_name\" is empty; leave it "
+                                        "out for none") != SM_OK) ||
                           sm_validate_text(name, SM_RT_NAME_MAX, "field \"display_name\"", &e) !=
                               SM_OK)))
         return rt_bad_request(out, &e);
@@ -621,7 +624,9 @@ sm_status sm_rt_device_register(const sm_rt_ctx *ctx, uint64_t account_id, json_
     if (sm_json_check_fields(body, device_fields, "device", &e) != SM_OK ||
         sm_json_get_string(body, "name", SM_RT_NAME_MAX, 0, &name, "device", &e) != SM_OK ||
         (name != NULL &&
-         (name[0] == '\0' ||
+         ((name[0] == '\0' && sm_error_set(&e, SM_ERR_FORMAT,
+                                            "device: field \"name\" is empty; leave it out "
+                                            "for none") != SM_OK) ||
           sm_validate_text(name, SM_RT_NAME_MAX, "field \"name\"", &e) != SM_OK)))
         return rt_bad_request(out, &e);
     json_t *jwk_obj = json_object_get(body, "jwk");

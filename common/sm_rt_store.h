@@ -135,4 +135,20 @@ sm_status sm_rt_order_steer(const sm_rt_ctx *ctx, uint64_t account_id, const cha
 sm_status sm_rt_orders_resume(const sm_rt_ctx *ctx, int64_t min_age, unsigned max,
                               unsigned *done, sm_error *err);
 
+/* ---- key server answers (the fuzzer and unit tests call these) ------------------ */
+/* GET /v1/inventory's body: *doc (owned) and *works, its "works" array with
+ * every entry checked; SM_ERR_FORMAT (or the JSON error) otherwise. */
+sm_status sm_rt_inventory_parse(const char *body, size_t len, json_t **doc, json_t **works,
+                                sm_error *err);
+
+/* A 200/201 answer to POST /v1/reservations (strings point into ans). */
+typedef struct sm_rt_reservation_answer {
+    const char *txn, *voucher, *currency;
+    int64_t price;
+} sm_rt_reservation_answer;
+sm_status sm_rt_reservation_answer_parse(json_t *ans, sm_rt_reservation_answer *out,
+                                         sm_error *err);
+/* A 200/201 answer to POST /v1/payments: its payment_token (points into ans). */
+sm_status sm_rt_payment_answer_parse(json_t *ans, const char **payment_token, sm_error *err);
+
 #endif

@@ -38,8 +38,12 @@ static sm_status check_entry(json_t *w, size_t i, sm_error *err)
     const char *id = opt_string(w, "work_id"), *title = opt_string(w, "title"),
                *owner = opt_string(w, "owner_id"), *cur = opt_string(w, "currency");
     sm_error e = {0};
+    /* Title, artist, album and media type go into every steering file sold:
+     * what a steering file cannot hold would leave paid orders unfinished. */
     if (!json_is_object(w) || id == NULL || sm_validate_work_id(id, "work_id", &e) != SM_OK ||
-        title == NULL || strlen(title) > TEXT_MAX || owner == NULL || strlen(owner) > 64 ||
+        title == NULL || title[0] == '\0' ||
+        sm_validate_text(title, TEXT_MAX, "title", &e) != SM_OK ||
+        owner == NULL || strlen(owner) > 64 ||
         cur == NULL || strlen(cur) != 3 || !json_is_integer(json_object_get(w, "contract_id")) ||
         !json_is_integer(json_object_get(w, "valid_until")) ||
         !json_is_array(json_object_get(w, "licenses")))
@@ -47,14 +51,15 @@ static sm_status check_entry(json_t *w, size_t i, sm_error *err)
     const char *fields[] = {"artist", "album"};
     for (size_t k = 0; k < 2; k++) {
         const char *v = opt_string(w, fields[k]);
-        if (v != NULL && strlen(v) > TEXT_MAX)
-            return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: %s too long", i,
-                                fields[k]);
+        if (v != NULL && sm_validate_text(v, TEXT_MAX, fields[k], &e) != SM_OK)
+            return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: %s", i, e.message);
     }
     const char *art = opt_string(w, "artwork_ref"), *mt = opt_string(w, "media_type");
     if ((art != NULL && strlen(art) > 2048) || (mt != NULL && strlen(mt) > 127))
         return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: artwork or type too long",
                             i);
+    if (mt != NULL && mt[0] != '\0' && sm_validate_media_type(mt, "media_type", &e) != SM_OK)
+        return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: %s", i, e.message);
     size_t j;
     json_t *l;
     json_array_foreach(json_object_get(w, "licenses"), j, l) {
@@ -64,6 +69,33 @@ static sm_status check_entry(json_t *w, size_t i, sm_error *err)
             return sm_error_set(err, SM_ERR_FORMAT, "inventory entry %zu: license %zu malformed",
                                 i, j);
     }
+    return SM_OK;
+}
+
+sm_status sm_rt_inventory_parse(const char *body, size_t len, json_t **doc, json_t **works,
+                                sm_error *err)
+{
+    *doc = NULL;
+    *works = NULL;
+    json_t *d = NULL;
+    sm_status st = sm_json_parse_object((const uint8_t *)body, len, INVENTORY_MAX, "inventory",
+                                        &d, err);
+    json_t *list = st == SM_OK ? json_object_get(d, "works") : NULL;
+    if (st == SM_OK && !json_is_array(list))
+        st = sm_error_set(err, SM_ERR_FORMAT, "inventory has no works array");
+    size_t i;
+    json_t *w;
+    if (st == SM_OK)
+        json_array_foreach(list, i, w) {
+            if ((st = check_entry(w, i, err)) != SM_OK)
+                break;
+        }
+    if (st != SM_OK) {
+        json_decref(d);
+        return st;
+    }
+    *doc = d;
+    *works = list;
     return SM_OK;
 }
 
@@ -157,23 +189,11 @@ sm_status sm_rt_catalog_sync(const sm_rt_ctx *ctx, sm_rt_result *out, sm_error *
                             "retailer's registration and client certificate",
                             status);
     }
-    json_t *doc = NULL;
+    json_t *doc = NULL, *works = NULL;
     sm_error e = {0};
-    st = sm_json_parse_object((const uint8_t *)r.body, r.len, INVENTORY_MAX, "inventory", &doc,
-                              &e);
+    st = sm_rt_inventory_parse(r.body, r.len, &doc, &works, &e);
     sm_rt_ks_response_free(&r);
-    json_t *works = st == SM_OK ? json_object_get(doc, "works") : NULL;
-    if (st == SM_OK && !json_is_array(works))
-        st = sm_error_set(&e, SM_ERR_FORMAT, "inventory has no works array");
-    size_t i;
-    json_t *w;
-    if (st == SM_OK)
-        json_array_foreach(works, i, w) {
-            if ((st = check_entry(w, i, &e)) != SM_OK)
-                break;
-        }
     if (st != SM_OK) {
-        json_decref(doc);
         return sm_rt_refuse(out, 502, "keyserver-error", "Key server error",
                             "the key server's inventory is not usable: %s", e.message);
     }

@@ -660,6 +660,35 @@ static const char *ans_str(json_t *a, const char *name)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+sm_status sm_rt_reservation_answer_parse(json_t *ans, sm_rt_reservation_answer *out,
+                                         sm_error *err)
+{
+    json_t *price = json_object_get(ans, "price");
+    out->txn = ans_str(ans, "txn");
+    out->voucher = ans_str(ans, "voucher");
+    out->currency = ans_str(ans, "currency");
+    out->price = json_is_integer(price) ? json_integer_value(price) : -1;
+    if (out->txn == NULL || out->voucher == NULL || out->currency == NULL ||
+        strlen(out->currency) != 3 || strlen(out->txn) > 64 || out->price < 0)
+        return sm_error_set(err, SM_ERR_FORMAT, "the key server's reservation answer is malformed");
+    /* Both go into the steering file once the payment is recorded: refuse
+     * now what it could not hold, before any debit. */
+    sm_error e = {0};
+    if (sm_ks_validate_id(out->txn, "txn", &e) != SM_OK ||
+        sm_steer_validate_voucher(out->voucher, "voucher", &e) != SM_OK)
+        return sm_error_set(err, SM_ERR_FORMAT,
+                            "the key server's reservation answer is malformed: %s", e.message);
+    return SM_OK;
+}
+
+sm_status sm_rt_payment_answer_parse(json_t *ans, const char **payment_token, sm_error *err)
+{
+    *payment_token = ans_str(ans, "payment_token");
+    if (*payment_token == NULL)
+        return sm_error_set(err, SM_ERR_FORMAT, "the key server's payment answer is malformed");
+    return SM_OK;
+}
+
 static sm_status step_reserve(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o,
                               sm_rt_result *out, sm_error *err)
 {
@@ -677,13 +706,14 @@ static sm_status step_reserve(const sm_rt_ctx *ctx, uint64_t account_id, rt_orde
         return st;
     step_args a = {.ctx = ctx, .account_id = account_id, .ord = o, .from = "pending"};
     if (status == 200 || status == 201) {
-        json_t *price = json_object_get(ans, "price");
-        a.txn = ans_str(ans, "txn");
-        a.voucher = ans_str(ans, "voucher");
-        a.currency = ans_str(ans, "currency");
-        a.wholesale = json_is_integer(price) ? json_integer_value(price) : -1;
-        if (a.txn == NULL || a.voucher == NULL || a.currency == NULL || strlen(a.currency) != 3 ||
-            strlen(a.txn) > 64 || a.wholesale < 0) {
+        sm_rt_reservation_answer ra;
+        sm_error e = {0};
+        if (sm_rt_reservation_answer_parse(ans, &ra, &e) == SM_OK) {
+            a.txn = ra.txn;
+            a.voucher = ra.voucher;
+            a.currency = ra.currency;
+            a.wholesale = ra.price;
+        } else {
             json_decref(ans);
             return sm_rt_refuse(out, 502, "keyserver-error", "Key server error",
                                 "the key server's reservation answer is malformed");
@@ -748,8 +778,8 @@ static sm_status step_pay(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o
         return st;
     step_args a = {.ctx = ctx, .account_id = account_id, .ord = o, .from = "debited"};
     if (status == 200 || status == 201) {
-        a.payment_token = ans_str(ans, "payment_token");
-        if (a.payment_token == NULL) {
+        sm_error e = {0};
+        if (sm_rt_payment_answer_parse(ans, &a.payment_token, &e) != SM_OK) {
             json_decref(ans);
             /* Recorded, but the answer is unusable: leave it debited; the
              * idempotent repeat gets the answer again. */

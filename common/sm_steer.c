@@ -254,6 +254,11 @@ static sm_status validate_steer(const sm_steer *s, const sm_steer_options *opts,
     return validate_voucher(s->voucher, field_what(what, sizeof(what), doc, "voucher"), err);
 }
 
+sm_status sm_steer_validate_voucher(const char *voucher, const char *what, sm_error *err)
+{
+    return validate_voucher(voucher, what, err);
+}
+
 sm_status sm_steer_validate(const sm_steer *s, const sm_steer_options *opts, sm_error *err)
 {
     return validate_steer(s, opts, STEER_DOC, err);

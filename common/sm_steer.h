@@ -71,6 +71,11 @@ sm_status sm_steer_load_file(const char *path, const sm_steer_options *opts, sm_
  * applies), e.g. before handing a steering file to a buyer. */
 sm_status sm_steer_validate(const sm_steer *s, const sm_steer_options *opts, sm_error *err);
 
+/* The voucher rule alone (a compact JWS of at most SM_STEER_VOUCHER_MAX
+ * bytes), for whoever takes a voucher to put in a steering file later;
+ * `what` names it in the message. */
+sm_status sm_steer_validate_voucher(const char *voucher, const char *what, sm_error *err);
+
 /* Validates s, then writes it in canonical form: the magic line, the JSON
  * object indented by two spaces with the fields in a fixed order, and a final
  * LF. *out is malloc'ed and NUL-terminated (the NUL is not counted in *len);

@@ -11,7 +11,7 @@
 
 set -u
 
-FUZZ_TARGETS="fuzz_steer fuzz_container_header fuzz_jose fuzz_keyserver"
+FUZZ_TARGETS="fuzz_steer fuzz_container_header fuzz_jose fuzz_keyserver fuzz_player fuzz_retail"
 
 here=$(cd "$(dirname "$0")" && pwd)
 builddir=${SM_TESTS_BUILDDIR:-$(pwd)}

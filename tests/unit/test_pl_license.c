@@ -179,6 +179,7 @@ START_TEST(refusals_mapped_to_plain_words)
         {410, "work-withdrawn", SM_PL_REFUSAL_WORK_WITHDRAWN,
          "License refused: the work has been withdrawn."},
         {503, "service-unavailable", SM_PL_REFUSAL_UNAVAILABLE, "The key server is unavailable"},
+        {503, "not-paid", SM_PL_REFUSAL_UNAVAILABLE, "The key server is unavailable"},
         {403, "contract-invalid", SM_PL_REFUSAL_OTHER,
          "License refused by the key server (HTTP 403, contract-invalid)."},
     };
@@ -208,6 +209,11 @@ START_TEST(refusals_mapped_to_plain_words)
     ck_assert_ptr_nonnull(said);
     ck_assert_uint_le(strlen(said + 13), SM_PL_DETAIL_MAX);
     ck_assert_ptr_null(strstr(err.message, "\xc3\x00"));
+    /* C1 controls (NEL, CSI) go too; other non-ASCII text stays. */
+    refuse(402, "not-paid", "a\xc2\x85" "b\xc2\x9b" "c\xc2\xa0" "d\xc3\xa9", &r, &err);
+    said = strstr(err.message, "Server says: ");
+    ck_assert_ptr_nonnull(said);
+    ck_assert_str_eq(said + 13, "abc\xc2\xa0" "d\xc3\xa9");
     /* No problem body, or a foreign type: status only. */
     ck_assert_int_eq(sm_pl_license_parse_answer(403, "text/plain", (const uint8_t *)"no", 2, NULL,
                                                 &(sm_pl_license *){NULL}, &r, &err),

@@ -221,6 +221,43 @@ START_TEST(damaged_download_or_store_never_plays)
 }
 END_TEST
 
+/* license.json without a directory: what commit writes reads back, and a
+ * key_version of 0 (never issued, PLAYER.md §1.5) is refused up front. */
+START_TEST(license_json_parses_without_a_store)
+{
+    sm_pl_license lic = {.txn = "txn-1", .work_id = "work-42", .key_version = 3,
+                         .key_jwe = "h..i.c.t", .rental = 1, .rental_duration = 60,
+                         .rental_ends_at = 1700000060};
+    char *text = sm_pl_offline_license_text(&lic, "audio/ogg", 99, 1700000000);
+    ck_assert_ptr_nonnull(text);
+    sm_pl_offline_entry e;
+    memset(&e, 0, sizeof(e));
+    sm_error err = {SM_OK, ""};
+    ck_assert_int_eq(sm_pl_offline_parse_license((const uint8_t *)text, strlen(text), "work-42",
+                                                 "t", &e, &err),
+                     SM_OK);
+    ck_assert_str_eq(e.txn, "txn-1");
+    ck_assert_uint_eq(e.key_version, 3);
+    ck_assert_int_eq(e.rental, 1);
+    ck_assert_int_eq(e.rental_ends_at, 1700000060);
+    ck_assert_uint_eq(e.container_size, 99);
+    free(e.work_id);
+    free(e.txn);
+    free(e.key_jwe);
+    free(e.media_type);
+    free(text);
+
+    lic.key_version = 0;
+    text = sm_pl_offline_license_text(&lic, "audio/ogg", 99, 1700000000);
+    memset(&e, 0, sizeof(e));
+    ck_assert_int_eq(sm_pl_offline_parse_license((const uint8_t *)text, strlen(text), NULL, "t",
+                                                 &e, &err),
+                     SM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.message, "\"key_version\" must be at least 1"));
+    free(text);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pl_offline");
@@ -230,6 +267,7 @@ static Suite *suite(void)
     tcase_add_test(tc, offline_option_keeps_on_first_play);
     tcase_add_test(tc, rental_ends_offline_too);
     tcase_add_test(tc, damaged_download_or_store_never_plays);
+    tcase_add_test(tc, license_json_parses_without_a_store);
     suite_add_tcase(s, tc);
     return s;
 }
