@@ -140,8 +140,28 @@ def _process_matches(pid, expected_start):
         return False
 
 
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _wait_gone(pids, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pids = [p for p in pids if _pid_alive(p[0]) and _process_matches(*p)]
+        if not pids:
+            return []
+        time.sleep(0.1)
+    return pids
+
+
 def stop(directory, quiet=False):
-    """Stop the servers of a previous run (from its state file)."""
+    """Stop the servers of a previous run (from its state file): each
+    process and the children it has (httpd's), none left behind even when
+    a slow (e.g. sanitizer) build needs the hard way."""
     state_path = os.path.join(directory, STATE_FILE)
     if not os.path.exists(state_path):
         if not quiet:
@@ -154,16 +174,25 @@ def stop(directory, quiet=False):
         pid, label = proc["pid"], proc["label"]
         if not _process_matches(pid, proc["start_time"]):
             continue
+        family = [(pid, proc["start_time"])]
+        for child in _children(pid):
+            try:
+                family.append((child, _start_time(child)))
+            except (OSError, IndexError, ValueError):
+                pass
         if proc.get("stop_argv"):
             subprocess.run(proc["stop_argv"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=60)
         else:
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_alive(pid) and _process_matches(pid, proc["start_time"]):
-            os.kill(pid, signal.SIGKILL)
+        left = _wait_gone(family, 60)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            for other, _ in left:
+                try:
+                    os.kill(other, signum)
+                except ProcessLookupError:
+                    pass
+            left = _wait_gone(left, 10)
         if not quiet:
             say("stopped %s (pid %d)" % (label, pid))
     os.unlink(state_path)
@@ -557,15 +586,21 @@ Listen 127.0.0.1:{port} https
         argv = ["env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())] + argv
         if os.geteuid() == 0:
             argv = ["runuser", "-u", self.consumer_user(), "--"] + argv
-        result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=self.consumer_dir, timeout=600)
-        if result.returncode != 0:
-            command = [a for a in argv if not a.startswith("-") and "=" not in a
-                       and a not in ("env", "runuser", self.consumer_user())]
-            raise QuickstartError("%s failed (exit %d):\n%s"
-                                  % (os.path.basename(command[0]) if command else argv[0],
-                                     result.returncode, result.stdout))
-        return result.stdout
+        command = [a for a in argv if not a.startswith("-") and "=" not in a
+                   and a not in ("env", "runuser", self.consumer_user())]
+        name = os.path.basename(command[0]) if command else argv[0]
+        # A session of its own, so a player that hangs goes with runuser.
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=self.consumer_dir, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise QuickstartError("%s did not finish within 10 minutes" % name) from None
+        if proc.returncode != 0:
+            raise QuickstartError("%s failed (exit %d):\n%s" % (name, proc.returncode, output))
+        return output
 
     # helpers ---------------------------------------------------------------------
 

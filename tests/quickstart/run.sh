@@ -55,5 +55,10 @@ for pid in $first_pids; do
   if kill -0 "$pid" 2>/dev/null; then fail "--stop left pid $pid running"; fi
 done
 [ ! -e "$SM_QUICKSTART_DIR/state.json" ] || fail "--stop left its state file"
+# Nothing that names the run dir may be left: no httpd child, no player.
+if pgrep -f "$SM_QUICKSTART_DIR/" >/dev/null; then
+  pgrep -af "$SM_QUICKSTART_DIR/" >&2
+  fail "--stop left processes of the run behind"
+fi
 ok=1
 echo "quickstart test: passed"
