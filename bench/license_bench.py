@@ -210,6 +210,7 @@ def main():
     work = harness.Workspace()
     db = harness.MariaDB(os.path.join(work.path, "mariadb"))
     httpd = None
+    ok = False
     try:
         baseline_so = build_baseline(build, work.new_dir("baseline"))
         pki = harness.TestPKI(os.path.join(work.path, "pki"))
@@ -322,12 +323,16 @@ DBBaselinePoolSize 8
             entries, licenses, out.strip().splitlines()[0] if out.strip() else "verified"))
         print("license: ratio=%.3f rate=%.0f p99_ms=%.1f target=ratio>=0.3,p99<50ms"
               % (ratio, rate, p99))
+        ok = True
     finally:
         if httpd is not None:
             httpd.stop()
         db.stop()
         harness.REGISTRY.kill_all()
-        work.remove()
+        if ok:
+            work.remove()
+        else:
+            log("bench files kept in %s" % work.path)
 
 
 def maker_public_jwk(key):

@@ -77,6 +77,7 @@ def main(mode):
     db = harness.MariaDB(os.path.join(work.path, "mariadb"))
     keyserver = None
     httpd = None
+    ok = False
     try:
         pki = harness.TestPKI(os.path.join(work.path, "pki"))
         db.start()
@@ -112,6 +113,7 @@ def main(mode):
             run_get(pki, size, ms_url, static_url, auth)
         else:
             run_range(pki, size, ms_url, static_url, auth, work.path)
+        ok = True
     finally:
         if httpd is not None:
             httpd.stop()
@@ -119,7 +121,10 @@ def main(mode):
             keyserver.stop()
         db.stop()
         harness.REGISTRY.kill_all()
-        work.remove()
+        if ok:
+            work.remove()
+        else:
+            log("bench files kept in %s" % work.path)
 
 
 def curl_speed(pki, url, headers=()):

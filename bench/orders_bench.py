@@ -125,6 +125,7 @@ def main():
     work = harness.Workspace()
     db = harness.MariaDB(os.path.join(work.path, "mariadb"))
     httpd = None
+    ok = False
     try:
         pki = harness.TestPKI(os.path.join(work.path, "pki"))
         db.start()
@@ -178,12 +179,16 @@ def main():
             raise SystemExit("inconsistent: payments, debits and completed orders differ")
         print("orders: rate=%.0f p99_ms=%.1f target=>=300" % (statistics.median(rates),
                                                               statistics.median(p99s)))
+        ok = True
     finally:
         if httpd is not None:
             httpd.stop()
         db.stop()
         harness.REGISTRY.kill_all()
-        work.remove()
+        if ok:
+            work.remove()
+        else:
+            log("bench files kept in %s" % work.path)
 
 
 if __name__ == "__main__":
