@@ -37,6 +37,11 @@ struct sm_db_conn {
     int broken;          /* a client error happened: close instead of reuse */
     int in_transaction;
     int commit_sent;     /* lost connection during COMMIT: outcome unknown */
+    /* autocommit is off: the first statement begins a transaction, so a
+     * transaction costs no START round trip. Such a connection is always
+     * between transactions while idle (each ends in COMMIT or ROLLBACK);
+     * plain statements switch it back on first (see stmt_run). */
+    int implicit_begin;
     unsigned checked_generation; /* the pool's loss_generation when opened */
     struct timespec idle_since;
     sm_db_conn *next_idle;
@@ -379,7 +384,23 @@ static void deadline_after(struct timespec *t, unsigned ms)
     }
 }
 
-sm_status sm_db_acquire(sm_db_pool *p, sm_db_conn **out, sm_error *err)
+/* Takes an idle connection, one whose autocommit mode is the caller's if
+ * there is one (switching modes costs a round trip); p->lock held. */
+static sm_db_conn *take_idle(sm_db_pool *p, int implicit_begin)
+{
+    sm_db_conn **link = &p->idle;
+    while (*link != NULL && (*link)->implicit_begin != implicit_begin)
+        link = &(*link)->next_idle;
+    if (*link == NULL)
+        link = &p->idle;
+    sm_db_conn *c = *link;
+    *link = c->next_idle;
+    p->idle_count--;
+    return c;
+}
+
+/* implicit_begin: the caller will run a transaction (sm_db_transaction). */
+static sm_status acquire(sm_db_pool *p, int implicit_begin, sm_db_conn **out, sm_error *err)
 {
     *out = NULL;
     struct timespec deadline;
@@ -387,9 +408,7 @@ sm_status sm_db_acquire(sm_db_pool *p, sm_db_conn **out, sm_error *err)
     pthread_mutex_lock(&p->lock);
     for (;;) {
         if (p->idle != NULL) {
-            sm_db_conn *c = p->idle;
-            p->idle = c->next_idle;
-            p->idle_count--;
+            sm_db_conn *c = take_idle(p, implicit_begin);
             unsigned generation = p->loss_generation;
             pthread_mutex_unlock(&p->lock);
             c->next_idle = NULL;
@@ -436,6 +455,11 @@ sm_status sm_db_acquire(sm_db_pool *p, sm_db_conn **out, sm_error *err)
                                 p->cfg.pool_size, p->cfg.acquire_timeout_ms);
         }
     }
+}
+
+sm_status sm_db_acquire(sm_db_pool *p, sm_db_conn **out, sm_error *err)
+{
+    return acquire(p, 0, out, err);
 }
 
 void sm_db_release(sm_db_conn *c)
@@ -545,6 +569,12 @@ static sm_status stmt_run(sm_db_conn *c, const char *sql, const sm_db_param *par
 {
     if (c->broken)
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "database connection already failed");
+    if (!c->in_transaction && c->implicit_begin) {
+        /* A plain statement commits on its own, as callers expect. */
+        if (mysql_autocommit(c->mysql, 1) != 0)
+            return conn_failure(c, "autocommit on", err);
+        c->implicit_begin = 0;
+    }
     MYSQL_STMT *s = NULL;
     sm_status st = stmt_get(c, sql, &s, err);
     if (st != SM_OK)
@@ -795,8 +825,15 @@ sm_status sm_db_begin(sm_db_conn *c, sm_error *err)
     /* Reset first: a START lost with the connection must not look like a
      * lost COMMIT of the connection's previous transaction. */
     c->commit_sent = 0;
-    if (mysql_real_query(c->mysql, "START TRANSACTION", 17) != 0)
-        return conn_failure(c, "start transaction", err);
+    /* Autocommit off instead of START TRANSACTION: the same round trip
+     * once, then none for the connection's next transactions (InnoDB
+     * begins one, and takes its snapshot, at the first statement either
+     * way). */
+    if (!c->implicit_begin) {
+        if (mysql_autocommit(c->mysql, 0) != 0)
+            return conn_failure(c, "autocommit off", err);
+        c->implicit_begin = 1;
+    }
     c->in_transaction = 1;
     return SM_OK;
 }
@@ -840,7 +877,7 @@ sm_status sm_db_transaction(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_erro
     int reconnected = 0;
     for (unsigned attempt = 1;; attempt++) {
         sm_db_conn *c;
-        sm_status st = sm_db_acquire(pool, &c, err);
+        sm_status st = acquire(pool, 1, &c, err);
         if (st != SM_OK)
             return st;
         st = sm_db_begin(c, err);

@@ -145,6 +145,11 @@ void sm_db_rows_free(sm_db_rows *rows);
 
 /* --- transactions --------------------------------------------------------- */
 
+/* Begins a transaction: the connection's autocommit goes off (a round trip
+ * the first time only: the pool hands transactions connections already
+ * so) and its next statement begins the transaction, as START TRANSACTION
+ * would. Plain statements outside a transaction still commit on their own
+ * (the connection switches back first). */
 sm_status sm_db_begin(sm_db_conn *conn, sm_error *err);
 sm_status sm_db_commit(sm_db_conn *conn, sm_error *err);
 /* Never fails visibly: a connection whose rollback failed is marked broken. */
@@ -158,10 +163,10 @@ void sm_db_rollback(sm_db_conn *conn);
  * `SELECT ... FOR UPDATE` inside it to lock rows you are about to change. */
 typedef sm_status (*sm_db_tx_fn)(sm_db_conn *conn, void *arg, sm_error *err);
 
-/* Acquires a connection, runs fn inside START TRANSACTION ... COMMIT and
- * releases the connection. Retries the whole transaction, with a short
- * randomised backoff, up to tx_max_attempts times on SM_ERR_CONFLICT, and
- * once on a fresh connection when the connection was lost before COMMIT
+/* Acquires a connection, runs fn inside a transaction (sm_db_begin ...
+ * COMMIT) and releases the connection. Retries the whole transaction,
+ * with a short randomised backoff, up to tx_max_attempts times on
+ * SM_ERR_CONFLICT, and once on a fresh connection when the connection was lost before COMMIT
  * was sent (nothing was committed then). A connection lost during COMMIT
  * is SM_ERR_UNAVAILABLE: the outcome is unknown, so callers must be able
  * to repeat the request (idempotency keys, unique inserts). */

@@ -185,6 +185,85 @@ static void basic(void)
     sm_db_pool_free(pool);
 }
 
+/* --- autocommit modes ----------------------------------------------------------- */
+
+static sm_status insert_named(sm_db_conn *c, void *arg, sm_error *err)
+{
+    return sm_db_exec(c, "INSERT INTO t_modes (name) VALUES (?)",
+                      SM_DB_PARAMS(sm_db_text((const char *)arg)), NULL, err);
+}
+
+static sm_status refuse_after_insert(sm_db_conn *c, void *arg, sm_error *err)
+{
+    sm_status st = insert_named(c, arg, err);
+    return st != SM_OK ? st : sm_error_set(err, SM_ERR_STATE, "refused on purpose");
+}
+
+static int64_t count_modes(sm_db_pool *other)
+{
+    sm_db_conn *c;
+    sm_db_rows *rows = NULL;
+    sm_error err;
+    int has = 0;
+    int64_t n = -1;
+    MUST(sm_db_acquire(other, &c, &err), &err);
+    MUST(sm_db_query(c, "SELECT COUNT(*) FROM t_modes", NULL, 0, &rows, &err), &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    MUST(sm_db_col_int(rows, 0, &n, &err), &err);
+    sm_db_rows_free(rows);
+    sm_db_release(c);
+    return n;
+}
+
+/* A transaction leaves its connection with autocommit off (the next one
+ * needs no START); plain statements on it must still commit on their own,
+ * and transactions after them still roll back. Checked from a second pool,
+ * i.e. another session, which sees committed rows only. */
+static void modes(void)
+{
+    sm_db_config cfg = config_from_env();
+    cfg.pool_size = 1; /* one connection: every step reuses it */
+    sm_db_pool *pool = pool_new(&cfg), *other = pool_new(&cfg);
+    sm_db_conn *c;
+    sm_error err;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_exec(c, "DROP TABLE IF EXISTS t_modes", NULL, 0, NULL, &err), &err);
+    MUST(sm_db_exec(c, "CREATE TABLE t_modes (name VARCHAR(20) PRIMARY KEY) ENGINE=InnoDB", NULL,
+                    0, NULL, &err),
+         &err);
+    sm_db_release(c);
+
+    MUST(sm_db_transaction(pool, insert_named, (void *)"tx1", &err), &err);
+    CHECK(count_modes(other) == 1, "first transaction committed");
+    /* A plain write on the same connection: committed without a COMMIT. */
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(insert_named(c, (void *)"plain", &err), &err);
+    CHECK(count_modes(other) == 2, "a plain write after a transaction commits on its own");
+    sm_db_release(c);
+    CHECK(count_modes(other) == 2, "still two after release");
+    /* A refused transaction after it leaves nothing; a good one commits. */
+    sm_status st = sm_db_transaction(pool, refuse_after_insert, (void *)"refused", &err);
+    CHECK(st == SM_ERR_STATE, "refusal passed through: %s", sm_status_name(st));
+    CHECK(count_modes(other) == 2, "a refused transaction after a plain write rolls back");
+    MUST(sm_db_transaction(pool, insert_named, (void *)"tx2", &err), &err);
+    /* A transaction begun by hand on a plain connection, rolled back. */
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_begin(c, &err), &err);
+    MUST(insert_named(c, (void *)"by-hand", &err), &err);
+    CHECK(count_modes(other) == 3, "uncommitted row invisible to another session");
+    sm_db_rollback(c);
+    MUST(insert_named(c, (void *)"plain2", &err), &err);
+    sm_db_release(c);
+    CHECK(count_modes(other) == 4, "rows: tx1, plain, tx2, plain2");
+
+    sm_db_pool_stats stats;
+    sm_db_pool_get_stats(pool, &stats);
+    CHECK(stats.connects == 1, "one connection all along: %llu",
+          (unsigned long long)stats.connects);
+    sm_db_pool_free(other);
+    sm_db_pool_free(pool);
+}
+
 /* --- deadlock ---------------------------------------------------------------- */
 
 typedef struct deadlock_arg {
@@ -359,6 +438,8 @@ int main(int argc, char **argv)
     const char *what = argc > 1 ? argv[1] : "";
     if (strcmp(what, "basic") == 0)
         basic();
+    else if (strcmp(what, "modes") == 0)
+        modes();
     else if (strcmp(what, "deadlock") == 0)
         deadlock();
     else if (strcmp(what, "exhausted") == 0)
@@ -368,7 +449,7 @@ int main(int argc, char **argv)
     else if (strcmp(what, "interactive") == 0)
         interactive();
     else {
-        fprintf(stderr, "usage: db_pool_helper basic|deadlock|exhausted|unavailable|interactive\n");
+        fprintf(stderr, "usage: db_pool_helper basic|modes|deadlock|exhausted|unavailable|interactive\n");
         return 2;
     }
     if (failures != 0)
