@@ -166,6 +166,19 @@ sm_status sm_jose_random_jti(char out[23], sm_error *err);
 sm_status sm_jwe_wrap_key(const sm_jwk *recipient, const sm_secret *key, const char *kid_or_null,
                           char **compact_out, sm_error *err);
 
+/* The same JWE in two steps, for callers that want the costly part (an
+ * ephemeral key and the ECDH agreement) done before the media key is at
+ * hand, e.g. outside a database transaction: sm_jwe_sealer_new agrees a
+ * content key with the recipient, sm_jwe_sealer_seal encrypts a media key
+ * under it (a fresh IV each time). The content key is in the secure heap;
+ * sm_jwe_sealer_free wipes it. */
+typedef struct sm_jwe_sealer sm_jwe_sealer;
+sm_status sm_jwe_sealer_new(const sm_jwk *recipient, const char *kid_or_null,
+                            sm_jwe_sealer **out, sm_error *err);
+sm_status sm_jwe_sealer_seal(const sm_jwe_sealer *sealer, const sm_secret *key,
+                             char **compact_out, sm_error *err);
+void sm_jwe_sealer_free(sm_jwe_sealer *sealer);
+
 /* Decrypts with the recipient's private key; the key lands in secure memory.
  * Refuses anything but alg ECDH-ES / enc A256GCM, header members other than
  * alg/enc/epk/kid (zip, crit, apu, apv, ...), an epk that is not a valid

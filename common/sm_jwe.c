@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -115,6 +116,109 @@ static int gcm_seal(const uint8_t cek[SM_JWE_KEY_LEN], const uint8_t iv[SMJ_GCM_
 /* base64url of n bytes: 4 * ceil(n / 3) at most, plus NUL. */
 #define B64_SIZE(n) (((n) + 2) / 3 * 4 + 1)
 
+struct sm_jwe_sealer {
+    uint8_t cek[SM_JWE_KEY_LEN]; /* from the key agreement */
+    char header64[B64_SIZE(160 + SM_JOSE_KID_MAX + 2 * SMJ_COORD_B64_LEN)];
+};
+
+sm_status sm_jwe_sealer_new(const sm_jwk *recipient, const char *kid_or_null,
+                            sm_jwe_sealer **out, sm_error *err)
+{
+    if (out == NULL)
+        return sm_error_set(err, SM_ERR_ARG, "JWE: no output given");
+    *out = NULL;
+    if (recipient == NULL)
+        return sm_error_set(err, SM_ERR_ARG, "JWE: a recipient key is needed");
+    sm_status st;
+    if (kid_or_null != NULL && (st = smj_check_kid(kid_or_null, "JWE", err)) != SM_OK)
+        return st;
+    EVP_PKEY *peer = smj_jwk_public_pkey(recipient);
+    if (peer == NULL)
+        return sm_error_set(err, SM_ERR_CRYPTO, "JWE: OpenSSL cannot use the recipient key");
+    /* The content key lives in the secure heap, like every key. */
+    sm_jwe_sealer *s = OPENSSL_secure_zalloc(sizeof(*s));
+    if (s == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "JWE: out of memory");
+
+    uint8_t ex[SMJ_COORD_LEN], ey[SMJ_COORD_LEN], z[SMJ_COORD_LEN];
+    if ((st = ephemeral_agree(peer, ex, ey, z, err)) != SM_OK) {
+        sm_jwe_sealer_free(s);
+        return st;
+    }
+    int kdf_ok = concat_kdf(z, s->cek);
+    sm_wipe(z, sizeof(z));
+    if (!kdf_ok) {
+        sm_jwe_sealer_free(s);
+        return sm_error_set(err, SM_ERR_CRYPTO, "JWE: the Concat KDF failed");
+    }
+    /* The protected header, by hand: every value is base64url or a kid
+     * whose syntax (smj_check_kid) needs no JSON escaping. */
+    char ex64[SMJ_COORD_B64_LEN + 1], ey64[SMJ_COORD_B64_LEN + 1];
+    char header[160 + SM_JOSE_KID_MAX + 2 * SMJ_COORD_B64_LEN];
+    int hn = -1;
+    if (sm_b64url_encode(ex, sizeof(ex), ex64, sizeof(ex64), NULL) == SM_OK &&
+        sm_b64url_encode(ey, sizeof(ey), ey64, sizeof(ey64), NULL) == SM_OK)
+        hn = snprintf(header, sizeof(header),
+                      "{\"alg\":\"ECDH-ES\",\"enc\":\"" SMJ_ENC "\"%s%s%s,\"epk\":{\"kty\":\"EC\","
+                      "\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}}",
+                      kid_or_null != NULL ? ",\"kid\":\"" : "",
+                      kid_or_null != NULL ? kid_or_null : "", kid_or_null != NULL ? "\"" : "",
+                      ex64, ey64);
+    if (hn < 0 || (size_t)hn >= sizeof(header) ||
+        sm_b64url_encode((const uint8_t *)header, (size_t)hn, s->header64, sizeof(s->header64),
+                         NULL) != SM_OK) {
+        sm_jwe_sealer_free(s);
+        return sm_error_set(err, SM_ERR_CRYPTO, "JWE: the header does not fit");
+    }
+    *out = s;
+    return SM_OK;
+}
+
+sm_status sm_jwe_sealer_seal(const sm_jwe_sealer *s, const sm_secret *key, char **compact_out,
+                             sm_error *err)
+{
+    if (compact_out == NULL)
+        return sm_error_set(err, SM_ERR_ARG, "JWE: no output given");
+    *compact_out = NULL;
+    if (s == NULL || key == NULL || key->bytes == NULL)
+        return sm_error_set(err, SM_ERR_ARG, "JWE: a sealer and a media key are needed");
+    if (key->len != SM_JWE_KEY_LEN)
+        return sm_error_set(err, SM_ERR_KEY, "JWE: the media key must be %u bytes, not %zu",
+                            SM_JWE_KEY_LEN, key->len);
+    uint8_t iv[SMJ_GCM_IV_LEN], ct[SM_JWE_KEY_LEN], tag[SMJ_GCM_TAG_LEN];
+    char iv64[B64_SIZE(SMJ_GCM_IV_LEN)], ct64[B64_SIZE(SM_JWE_KEY_LEN)];
+    char tag64[B64_SIZE(SMJ_GCM_TAG_LEN)];
+    sm_status st = SM_ERR_CRYPTO;
+    /* A fresh IV per seal: a content key never meets one IV twice. */
+    if (RAND_bytes(iv, sizeof(iv)) != 1 ||
+        !gcm_seal(s->cek, iv, s->header64, strlen(s->header64), key->bytes, key->len, ct, tag) ||
+        sm_b64url_encode(iv, sizeof(iv), iv64, sizeof(iv64), NULL) != SM_OK ||
+        sm_b64url_encode(ct, sizeof(ct), ct64, sizeof(ct64), NULL) != SM_OK ||
+        sm_b64url_encode(tag, sizeof(tag), tag64, sizeof(tag64), NULL) != SM_OK) {
+        st = sm_error_set(err, SM_ERR_CRYPTO, "JWE: encryption failed");
+        goto out;
+    }
+    /* header . (empty encrypted key) . iv . ciphertext . tag */
+    size_t total = strlen(s->header64) + 2 + strlen(iv64) + 1 + strlen(ct64) + 1 + strlen(tag64);
+    char *compact = malloc(total + 1);
+    if (compact == NULL) {
+        st = sm_error_set(err, SM_ERR_NOMEM, "JWE: out of memory");
+        goto out;
+    }
+    snprintf(compact, total + 1, "%s..%s.%s.%s", s->header64, iv64, ct64, tag64);
+    *compact_out = compact;
+    st = SM_OK;
+out:
+    sm_wipe(ct, sizeof(ct));
+    return st;
+}
+
+void sm_jwe_sealer_free(sm_jwe_sealer *s)
+{
+    if (s != NULL)
+        OPENSSL_secure_clear_free(s, sizeof(*s));
+}
+
 sm_status sm_jwe_wrap_key(const sm_jwk *recipient, const sm_secret *key, const char *kid_or_null,
                           char **compact_out, sm_error *err)
 {
@@ -126,65 +230,11 @@ sm_status sm_jwe_wrap_key(const sm_jwk *recipient, const sm_secret *key, const c
     if (key->len != SM_JWE_KEY_LEN)
         return sm_error_set(err, SM_ERR_KEY, "JWE: the media key must be %u bytes, not %zu",
                             SM_JWE_KEY_LEN, key->len);
-    sm_status st;
-    if (kid_or_null != NULL && (st = smj_check_kid(kid_or_null, "JWE", err)) != SM_OK)
-        return st;
-    EVP_PKEY *peer = smj_jwk_public_pkey(recipient);
-    if (peer == NULL)
-        return sm_error_set(err, SM_ERR_CRYPTO, "JWE: OpenSSL cannot use the recipient key");
-
-    uint8_t ex[SMJ_COORD_LEN], ey[SMJ_COORD_LEN], z[SMJ_COORD_LEN], cek[SM_JWE_KEY_LEN];
-    uint8_t iv[SMJ_GCM_IV_LEN], ct[SM_JWE_KEY_LEN], tag[SMJ_GCM_TAG_LEN];
-    if ((st = ephemeral_agree(peer, ex, ey, z, err)) != SM_OK)
-        return st;
-    int kdf_ok = concat_kdf(z, cek);
-    sm_wipe(z, sizeof(z));
-    if (!kdf_ok) {
-        sm_wipe(cek, sizeof(cek));
-        return sm_error_set(err, SM_ERR_CRYPTO, "JWE: the Concat KDF failed");
-    }
-
-    /* The protected header, by hand: every value is base64url or a kid
-     * whose syntax (smj_check_kid) needs no JSON escaping. */
-    char ex64[SMJ_COORD_B64_LEN + 1], ey64[SMJ_COORD_B64_LEN + 1];
-    char header[160 + SM_JOSE_KID_MAX + 2 * SMJ_COORD_B64_LEN];
-    char header64[B64_SIZE(sizeof(header))];
-    char iv64[B64_SIZE(SMJ_GCM_IV_LEN)], ct64[B64_SIZE(SM_JWE_KEY_LEN)];
-    char tag64[B64_SIZE(SMJ_GCM_TAG_LEN)];
-    int hn = -1;
-    if (sm_b64url_encode(ex, sizeof(ex), ex64, sizeof(ex64), NULL) == SM_OK &&
-        sm_b64url_encode(ey, sizeof(ey), ey64, sizeof(ey64), NULL) == SM_OK)
-        hn = snprintf(header, sizeof(header),
-                      "{\"alg\":\"ECDH-ES\",\"enc\":\"" SMJ_ENC "\"%s%s%s,\"epk\":{\"kty\":\"EC\","
-                      "\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}}",
-                      kid_or_null != NULL ? ",\"kid\":\"" : "",
-                      kid_or_null != NULL ? kid_or_null : "", kid_or_null != NULL ? "\"" : "",
-                      ex64, ey64);
-    st = SM_ERR_CRYPTO;
-    if (hn < 0 || (size_t)hn >= sizeof(header) ||
-        sm_b64url_encode((const uint8_t *)header, (size_t)hn, header64, sizeof(header64),
-                         NULL) != SM_OK ||
-        RAND_bytes(iv, sizeof(iv)) != 1 ||
-        !gcm_seal(cek, iv, header64, strlen(header64), key->bytes, key->len, ct, tag) ||
-        sm_b64url_encode(iv, sizeof(iv), iv64, sizeof(iv64), NULL) != SM_OK ||
-        sm_b64url_encode(ct, sizeof(ct), ct64, sizeof(ct64), NULL) != SM_OK ||
-        sm_b64url_encode(tag, sizeof(tag), tag64, sizeof(tag64), NULL) != SM_OK) {
-        st = sm_error_set(err, SM_ERR_CRYPTO, "JWE: encryption failed");
-        goto out;
-    }
-    /* header . (empty encrypted key) . iv . ciphertext . tag */
-    size_t total = strlen(header64) + 2 + strlen(iv64) + 1 + strlen(ct64) + 1 + strlen(tag64);
-    char *compact = malloc(total + 1);
-    if (compact == NULL) {
-        st = sm_error_set(err, SM_ERR_NOMEM, "JWE: out of memory");
-        goto out;
-    }
-    snprintf(compact, total + 1, "%s..%s.%s.%s", header64, iv64, ct64, tag64);
-    *compact_out = compact;
-    st = SM_OK;
-out:
-    sm_wipe(cek, sizeof(cek));
-    sm_wipe(ct, sizeof(ct));
+    sm_jwe_sealer *s = NULL;
+    sm_status st = sm_jwe_sealer_new(recipient, kid_or_null, &s, err);
+    if (st == SM_OK)
+        st = sm_jwe_sealer_seal(s, key, compact_out, err);
+    sm_jwe_sealer_free(s);
     return st;
 }
 

@@ -25,6 +25,11 @@ typedef struct license_args {
     const sm_dpop_result *proof;
     const sm_jwk *device_key;
     const char *via_retailer; /* proxying retailer or NULL */
+    /* Made before the transaction (prepare_grant): the JWE's key agreement
+     * and the delivery token. */
+    const sm_jwe_sealer *sealer;
+    const sm_ks_delivery *delivery;
+    const char *delivery_token;
     sm_ks_license_facts request_facts; /* voucher and proof facts */
     sm_ks_license_facts facts;         /* plus the database's, per attempt */
     sm_ks_result *out;
@@ -153,25 +158,16 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
 {
     const sm_ks_ctx *ctx = a->ctx;
     const sm_ks_voucher *v = a->voucher;
+    const sm_ks_delivery *dt = a->delivery;
     int64_t now = a->facts.now;
     sm_secret *key = NULL;
-    char *jwe = NULL, *delivery = NULL;
-    sm_ks_delivery dt;
-    memset(&dt, 0, sizeof(dt));
+    char *jwe = NULL;
     sm_status st = sm_ks_kek_unwrap(ctx->kek, t->work_id, (uint32_t)t->key_version,
                                     (uint32_t)t->kek_version, t->wrapped, sizeof(t->wrapped),
                                     &key, err);
     if (st == SM_OK) {
-        st = sm_jwe_wrap_key(a->device_key, key, a->proof->jkt, &jwe, err);
+        st = sm_jwe_sealer_seal(a->sealer, key, &jwe, err);
         sm_secret_free(key);
-    }
-    if (st == SM_OK) {
-        snprintf(dt.work_id, sizeof(dt.work_id), "%s", t->work_id);
-        snprintf(dt.txn, sizeof(dt.txn), "%s", v->txn);
-        snprintf(dt.jkt, sizeof(dt.jkt), "%s", a->proof->jkt);
-        st = sm_ks_delivery_issue(ctx->keys, ctx->issuer, ctx->media_stores,
-                                  ctx->n_media_stores, &dt, now, ctx->delivery_lifetime,
-                                  &delivery, err);
     }
     /* The row is also the license's ledger entry, queued (chained = 0):
      * no head lock here, which would serialise every license; a sealer
@@ -183,7 +179,7 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                         SM_DB_PARAMS(sm_db_text(v->txn), sm_db_text(a->proof->jkt),
                                      sm_db_int(now), sm_db_text(a->proof->jti),
-                                     sm_db_text(dt.jti), sm_db_text(a->via_retailer),
+                                     sm_db_text(dt->jti), sm_db_text(a->via_retailer),
                                      sm_db_text(t->work_id), sm_db_uint(d->activations_after)),
                         NULL, err);
     if (st == SM_ERR_DUPLICATE) {
@@ -198,8 +194,8 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
                         ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:o,s:I,s:I}", "txn", v->txn,
                                     "work_id", t->work_id, "key_version",
                                     (json_int_t)t->key_version, "key_jwe", jwe,
-                                    "delivery_token", delivery, "delivery_expires_at",
-                                    (json_int_t)dt.exp, "license", terms, "activation",
+                                    "delivery_token", a->delivery_token, "delivery_expires_at",
+                                    (json_int_t)dt->exp, "license", terms, "activation",
                                     (json_int_t)d->activations_after, "activation_limit",
                                     (json_int_t)a->facts.activation_limit)
                         : NULL;
@@ -211,7 +207,6 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
             st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     }
     free(jwe);
-    free(delivery);
     return st;
 }
 
@@ -379,7 +374,29 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     if (device_key == NULL)
         return refuse_verdict(out, SM_KS_REFUSE_PROOF_INVALID);
     a.device_key = device_key;
-    sm_status st = ks_run(ctx, license_tx, &a, out, err);
+    /* The crypto a grant needs that no database fact changes (the
+     * voucher's work is the transaction's when the answer is yes), before
+     * the transaction: its locks and its connection are held for the
+     * database work only. A refusal discards it. */
+    sm_jwe_sealer *sealer = NULL;
+    sm_ks_delivery dt;
+    char *delivery = NULL;
+    memset(&dt, 0, sizeof(dt));
+    snprintf(dt.work_id, sizeof(dt.work_id), "%s", voucher.work_id);
+    snprintf(dt.txn, sizeof(dt.txn), "%s", voucher.txn);
+    snprintf(dt.jkt, sizeof(dt.jkt), "%s", proof.jkt);
+    sm_status st = sm_jwe_sealer_new(device_key, proof.jkt, &sealer, err);
+    if (st == SM_OK)
+        st = sm_ks_delivery_issue(ctx->keys, ctx->issuer, ctx->media_stores,
+                                  ctx->n_media_stores, &dt, f->now, ctx->delivery_lifetime,
+                                  &delivery, err);
+    a.sealer = sealer;
+    a.delivery = &dt;
+    a.delivery_token = delivery;
+    if (st == SM_OK)
+        st = ks_run(ctx, license_tx, &a, out, err);
+    sm_jwe_sealer_free(sealer);
+    free(delivery);
     sm_jwk_free(device_key);
     if (st == SM_OK && a.spend_proof)
         st = spend_proof(ctx, &proof, f->now, out, err);

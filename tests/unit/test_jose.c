@@ -1397,6 +1397,51 @@ START_TEST(test_jwe_round_trip)
 }
 END_TEST
 
+/* The two-step form: one key agreement, then seals; each seal decrypts
+ * to its key, with its own IV under the same header. */
+START_TEST(test_jwe_sealer)
+{
+    sm_error err = {0};
+    sm_jwe_sealer *sealer = NULL;
+    ck_assert_int_eq(sm_jwe_sealer_new(device_pub, "kid-1", &sealer, &err), SM_OK);
+    sm_secret *other_key = sm_secret_random(32);
+    char *a = NULL, *b = NULL;
+    ck_assert_int_eq(sm_jwe_sealer_seal(sealer, media_key, &a, &err), SM_OK);
+    ck_assert_int_eq(sm_jwe_sealer_seal(sealer, other_key, &b, &err), SM_OK);
+    ck_assert_int_eq(unwrap(device, a, &err), SM_OK);
+    sm_secret *out = NULL;
+    ck_assert_int_eq(sm_jwe_unwrap_key(device, b, strlen(b), &out, &err), SM_OK);
+    ck_assert(sm_ct_equal(out->bytes, other_key->bytes, 32));
+    sm_secret_free(out);
+    char *ha = part(a, 0), *hb = part(b, 0), *iva = part(a, 2), *ivb = part(b, 2);
+    ck_assert_str_eq(ha, hb);
+    ck_assert_str_ne(iva, ivb);
+    /* Another device cannot open it; bad inputs are refused. */
+    sm_jwk *stranger = new_key();
+    ck_assert_int_eq(unwrap(stranger, a, &err), SM_ERR_AUTH);
+    sm_secret *k16 = sm_secret_random(16);
+    char *x = NULL;
+    ck_assert_int_eq(sm_jwe_sealer_seal(sealer, k16, &x, &err), SM_ERR_KEY);
+    ck_assert_int_eq(sm_jwe_sealer_seal(NULL, media_key, &x, &err), SM_ERR_ARG);
+    ck_assert_ptr_null(x);
+    sm_jwe_sealer *bad = NULL;
+    ck_assert_int_eq(sm_jwe_sealer_new(device_pub, "a b", &bad, &err), SM_ERR_FORMAT);
+    ck_assert_int_eq(sm_jwe_sealer_new(NULL, NULL, &bad, &err), SM_ERR_ARG);
+    ck_assert_ptr_null(bad);
+    sm_jwe_sealer_free(NULL);
+    sm_jwk_free(stranger);
+    sm_secret_free(k16);
+    sm_secret_free(other_key);
+    free(ha);
+    free(hb);
+    free(iva);
+    free(ivb);
+    free(a);
+    free(b);
+    sm_jwe_sealer_free(sealer);
+}
+END_TEST
+
 START_TEST(test_jwe_wrong_key)
 {
     sm_error err = {0};
@@ -1922,6 +1967,7 @@ static Suite *jose_suite(void)
     TCase *jwe = tcase_create("jwe");
     tcase_add_checked_fixture(jwe, jwe_setup, jwe_teardown);
     tcase_add_test(jwe, test_jwe_round_trip);
+    tcase_add_test(jwe, test_jwe_sealer);
     tcase_add_test(jwe, test_jwe_wrong_key);
     tcase_add_test(jwe, test_jwe_tampering);
     tcase_add_loop_test(jwe, test_jwe_bad_header, 0,
