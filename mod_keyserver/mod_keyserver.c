@@ -19,6 +19,7 @@
 #include "smh_identity.h"
 #include "smh_log.h"
 #include "smh_route.h"
+#include "smh_storage.h"
 
 /* check_config runs after the virtual hosts are merged and also for
  * `apachectl configtest`, so an incomplete configuration fails there. */
@@ -74,6 +75,12 @@ static const smh_route routes[] = {
     {"GET,HEAD", "/v1/ledger/checkpoints/latest", ks_handle_latest_checkpoint},
 };
 
+/* None of our URLs is a file: no core directory walk for them. */
+static int ks_map_to_storage(request_rec *r)
+{
+    return smh_storage_skip_walk(r, KS_HANDLER);
+}
+
 static int ks_handler(request_rec *r)
 {
     if (r->handler == NULL || strcmp(r->handler, KS_HANDLER) != 0)
@@ -89,6 +96,7 @@ static void ks_register_hooks(apr_pool_t *p)
     ap_hook_check_config(ks_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_optional_fn_retrieve(ks_optional_fn_retrieve, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ks_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    smh_storage_hook(ks_map_to_storage);
     ap_hook_handler(ks_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 

@@ -20,6 +20,7 @@
 #include "smh_log.h"
 #include "smh_problem.h"
 #include "smh_route.h"
+#include "smh_storage.h"
 
 /* check_config runs after the virtual hosts are merged and also for
  * `apachectl configtest`, so an incomplete configuration fails there. */
@@ -61,6 +62,12 @@ static const smh_route routes[] = {
     {"GET,HEAD", "/works/{work_id}/preview", ms_handle_preview},
 };
 
+/* None of our URLs is a file: no core directory walk for them. */
+static int ms_map_to_storage(request_rec *r)
+{
+    return smh_storage_skip_walk(r, MS_HANDLER);
+}
+
 static int ms_handler(request_rec *r)
 {
     if (r->handler == NULL || strcmp(r->handler, MS_HANDLER) != 0)
@@ -74,6 +81,7 @@ static void ms_register_hooks(apr_pool_t *p)
     ap_hook_check_config(ms_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_optional_fn_retrieve(ms_optional_fn_retrieve, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ms_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    smh_storage_hook(ms_map_to_storage);
     ap_hook_handler(ms_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ms_register_delivery_hooks(p);
 }

@@ -20,6 +20,7 @@
 #include "smh_identity.h"
 #include "smh_log.h"
 #include "smh_route.h"
+#include "smh_storage.h"
 
 static int rt_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
@@ -79,6 +80,12 @@ static const smh_route routes[] = {
     {"GET,HEAD", "/store/{file}", rt_handle_storefront},
 };
 
+/* None of our URLs is a file: no core directory walk for them. */
+static int rt_map_to_storage(request_rec *r)
+{
+    return smh_storage_skip_walk(r, RT_HANDLER);
+}
+
 static int rt_handler(request_rec *r)
 {
     if (r->handler == NULL || strcmp(r->handler, RT_HANDLER) != 0)
@@ -94,6 +101,7 @@ static void rt_register_hooks(apr_pool_t *p)
     ap_hook_check_config(rt_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_optional_fn_retrieve(rt_optional_fn_retrieve, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(rt_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    smh_storage_hook(rt_map_to_storage);
     ap_hook_handler(rt_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
