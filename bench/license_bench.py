@@ -175,21 +175,23 @@ class CpuMeter:
                 for k in after}
 
 
-def wrk(url, script, seconds, latency=False):
-    argv = ["wrk", "-t2", "-c32", "-d%ds" % seconds]
-    if latency:
-        argv.append("--latency")
+def wrk(url, script, seconds):
+    """(requests/s, {percentile: latency ms}) of one wrk run."""
+    argv = ["wrk", "-t2", "-c32", "-d%ds" % seconds, "--latency"]
     if script:
         argv += ["-s", script]
     out = subprocess.run(argv + [url], check=True, stdout=subprocess.PIPE, text=True).stdout
     if "unexpected status" in out or "Non-2xx" in out:
         raise SystemExit("wrk saw errors:\n" + out)
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
-    p99 = None
-    m = re.search(r"^\s*99%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)
-    if m:
-        p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    return rate, p99
+    latency = {}
+    for pct, value, unit in re.findall(r"^\s*(50|75|90|99)%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M):
+        latency[int(pct)] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return rate, latency
+
+
+def spread(latency):
+    return "/".join("%.1f" % latency.get(p, float("nan")) for p in (50, 90, 99))
 
 
 def main():
@@ -271,27 +273,29 @@ DBBaselinePoolSize 8
         wrk(base_url, None, 2)                       # warm up
         lic_rates, base_rates, p99s = [], [], []
         meter = CpuMeter(httpd, db)
-        cpu = {}
+        cpu, spreads = {}, {}
         for i in range(rounds):
             prepare_round()
             sides = [("baseline", lambda: wrk(base_url, None, seconds)),
-                     ("license", lambda: wrk(lic_url, script, seconds, latency=True))]
+                     ("license", lambda: wrk(lic_url, script, seconds))]
             for name, run in (sides if i % 2 == 0 else sides[::-1]):
                 meter.start()
-                rate, p99 = run()
+                rate, latency = run()
                 used = meter.stop()
                 count = max(rate * seconds, 1.0)
                 cpu[name] = "httpd %.3f + mariadbd %.3f ms" % (used["httpd"] / count,
                                                               used["mariadbd"] / count)
+                spreads[name] = spread(latency)
                 if name == "baseline":
                     base_rates.append(rate)
                 else:
                     lic_rates.append(rate)
-                    p99s.append(p99)
+                    p99s.append(latency[99])
             log("round %d: baseline %.0f req/s, license %.0f licenses/s (p99 %.1f ms); "
-                "CPU per request: baseline %s, license %s"
+                "CPU per request: baseline %s, license %s; latency p50/p90/p99 ms: "
+                "baseline %s, license %s"
                 % (i + 1, base_rates[-1], lic_rates[-1], p99s[-1], cpu["baseline"],
-                   cpu["license"]))
+                   cpu["license"], spreads["baseline"], spreads["license"]))
         ratio = statistics.median(a / b for a, b in zip(lic_rates, base_rates))
         rate = statistics.median(lic_rates)
         p99 = statistics.median(p99s)

@@ -53,7 +53,8 @@ struct sm_db_pool {
     char *password;   /* secure memory */
     size_t password_size;
     pthread_mutex_t lock;
-    pthread_cond_t freed;
+    pthread_condattr_t waiter_attr; /* CLOCK_MONOTONIC, for the waiters' deadlines */
+    struct pool_waiter *wait_head, *wait_tail; /* first come, first served */
     sm_db_conn *idle;
     unsigned open;
     unsigned idle_count;
@@ -63,6 +64,18 @@ struct sm_db_pool {
     unsigned loss_generation;
     sm_db_pool_stats stats;
 };
+
+/* A thread waiting for a connection, queued in arrival order. A release
+ * hands its connection (or, when it was closed, the right to open one) to
+ * the oldest waiter directly, so an arriving thread never takes it first:
+ * under overload every request waits its turn instead of some waiting
+ * until they time out. */
+typedef struct pool_waiter {
+    pthread_cond_t wake;
+    sm_db_conn *conn;  /* handed over */
+    int may_open;      /* handed a slot: open a connection */
+    struct pool_waiter *next;
+} pool_waiter;
 
 struct sm_db_rows {
     sm_db_conn *conn;
@@ -245,11 +258,8 @@ sm_status sm_db_pool_new(const sm_db_config *cfg, sm_db_pool **out, sm_error *er
         free(p);
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_condattr_init(&p->waiter_attr);
+    pthread_condattr_setclock(&p->waiter_attr, CLOCK_MONOTONIC);
     *out = p;
     return SM_OK;
 }
@@ -275,7 +285,7 @@ void sm_db_pool_free(sm_db_pool *pool)
         conn_close(c);
     }
     pthread_mutex_destroy(&pool->lock);
-    pthread_cond_destroy(&pool->freed);
+    pthread_condattr_destroy(&pool->waiter_attr);
     sm_secure_free(pool->password, pool->password_size);
     free(pool->socket);
     free(pool->host);
@@ -399,62 +409,120 @@ static sm_db_conn *take_idle(sm_db_pool *p, int implicit_begin)
     return c;
 }
 
+/* Queues the caller and waits for a handover until the deadline; p->lock
+ * held. SM_OK with *conn set or *may_open set. */
+static sm_status wait_turn(sm_db_pool *p, const struct timespec *deadline, sm_db_conn **conn,
+                           int *may_open, sm_error *err)
+{
+    pool_waiter w;
+    memset(&w, 0, sizeof(w));
+    pthread_cond_init(&w.wake, &p->waiter_attr);
+    if (p->wait_tail != NULL)
+        p->wait_tail->next = &w;
+    else
+        p->wait_head = &w;
+    p->wait_tail = &w;
+    int timed_out = 0;
+    while (w.conn == NULL && !w.may_open && !timed_out)
+        timed_out = pthread_cond_timedwait(&w.wake, &p->lock, deadline) == ETIMEDOUT;
+    pthread_cond_destroy(&w.wake);
+    if (w.conn == NULL && !w.may_open) {
+        /* Still queued (a handover dequeues): leave the queue. */
+        pool_waiter **link = &p->wait_head, *prev = NULL;
+        while (*link != &w) {
+            prev = *link;
+            link = &(*link)->next;
+        }
+        *link = w.next;
+        if (p->wait_tail == &w)
+            p->wait_tail = prev;
+        return sm_error_set(err, SM_ERR_UNAVAILABLE,
+                            "all %u database connections stayed busy for %u ms; raise the "
+                            "pool size or the database's capacity",
+                            p->cfg.pool_size, p->cfg.acquire_timeout_ms);
+    }
+    *conn = w.conn;
+    *may_open = w.may_open;
+    return SM_OK;
+}
+
+/* Gives the oldest waiter conn, or the right to open one when conn is
+ * NULL (a slot came free); p->lock held. 0 when nobody waits. */
+static int hand_over(sm_db_pool *p, sm_db_conn *conn)
+{
+    pool_waiter *w = p->wait_head;
+    if (w == NULL)
+        return 0;
+    p->wait_head = w->next;
+    if (p->wait_head == NULL)
+        p->wait_tail = NULL;
+    w->conn = conn;
+    w->may_open = conn == NULL;
+    pthread_cond_signal(&w->wake);
+    return 1;
+}
+
+/* Returns a slot (p->open counted) whose connection is gone; p->lock held. */
+static void give_back_slot(sm_db_pool *p)
+{
+    if (!hand_over(p, NULL))
+        p->open--;
+}
+
 /* implicit_begin: the caller will run a transaction (sm_db_transaction). */
 static sm_status acquire(sm_db_pool *p, int implicit_begin, sm_db_conn **out, sm_error *err)
 {
     *out = NULL;
     struct timespec deadline;
     deadline_after(&deadline, p->cfg.acquire_timeout_ms);
+    sm_db_conn *c = NULL;
+    int may_open = 0;
     pthread_mutex_lock(&p->lock);
-    for (;;) {
-        if (p->idle != NULL) {
-            sm_db_conn *c = take_idle(p, implicit_begin);
-            unsigned generation = p->loss_generation;
+    if (p->wait_head == NULL && p->idle != NULL) {
+        c = take_idle(p, implicit_begin);
+    } else if (p->wait_head == NULL && p->open < p->cfg.pool_size) {
+        p->open++;
+        may_open = 1;
+    } else {
+        sm_status st = wait_turn(p, &deadline, &c, &may_open, err);
+        if (st != SM_OK) {
             pthread_mutex_unlock(&p->lock);
-            c->next_idle = NULL;
-            /* Older than a connection found broken since: dropped without a
-             * ping (a ping on a socket the server closed can still succeed:
-             * the write goes out before the reset comes back). */
-            if (c->checked_generation == generation &&
-                (ms_since(&c->idle_since) < (int64_t)p->cfg.health_check_idle_ms ||
-                 mysql_ping(c->mysql) == 0)) {
-                *out = c;
-                return SM_OK;
-            }
-            /* Stale (server restarted, idle timeout): replace it. */
-            conn_close(c);
-            pthread_mutex_lock(&p->lock);
-            p->open--;
-            p->stats.discarded++;
-            continue;
+            return st;
         }
-        if (p->open < p->cfg.pool_size) {
-            p->open++;
-            pthread_mutex_unlock(&p->lock);
-            sm_db_conn *c;
-            sm_status st = conn_open(p, &c, err);
-            pthread_mutex_lock(&p->lock);
-            if (st != SM_OK) {
-                p->open--;
-                pthread_cond_signal(&p->freed);
-                pthread_mutex_unlock(&p->lock);
-                return st;
-            }
-            p->stats.connects++;
-            c->checked_generation = p->loss_generation;
-            pthread_mutex_unlock(&p->lock);
+    }
+    unsigned generation = p->loss_generation;
+    pthread_mutex_unlock(&p->lock);
+
+    if (c != NULL) {
+        c->next_idle = NULL;
+        /* Older than a connection found broken since: dropped without a
+         * ping (a ping on a socket the server closed can still succeed:
+         * the write goes out before the reset comes back). Idle long:
+         * pinged. Either way a stale one is replaced in its slot. */
+        if (c->checked_generation == generation &&
+            (ms_since(&c->idle_since) < (int64_t)p->cfg.health_check_idle_ms ||
+             mysql_ping(c->mysql) == 0)) {
             *out = c;
             return SM_OK;
         }
-        if (pthread_cond_timedwait(&p->freed, &p->lock, &deadline) == ETIMEDOUT &&
-            p->idle == NULL && p->open >= p->cfg.pool_size) {
-            pthread_mutex_unlock(&p->lock);
-            return sm_error_set(err, SM_ERR_UNAVAILABLE,
-                                "all %u database connections stayed busy for %u ms; raise the "
-                                "pool size or the database's capacity",
-                                p->cfg.pool_size, p->cfg.acquire_timeout_ms);
-        }
+        conn_close(c);
+        pthread_mutex_lock(&p->lock);
+        p->stats.discarded++;
+        pthread_mutex_unlock(&p->lock);
     }
+    /* A slot without a connection: open one. */
+    sm_status st = conn_open(p, &c, err);
+    pthread_mutex_lock(&p->lock);
+    if (st != SM_OK) {
+        give_back_slot(p);
+        pthread_mutex_unlock(&p->lock);
+        return st;
+    }
+    p->stats.connects++;
+    c->checked_generation = p->loss_generation;
+    pthread_mutex_unlock(&p->lock);
+    *out = c;
+    return SM_OK;
 }
 
 sm_status sm_db_acquire(sm_db_pool *p, sm_db_conn **out, sm_error *err)
@@ -476,15 +544,16 @@ void sm_db_release(sm_db_conn *c)
         conn_close(c);
     pthread_mutex_lock(&p->lock);
     if (keep) {
-        c->next_idle = p->idle;
-        p->idle = c;
-        p->idle_count++;
+        if (!hand_over(p, c)) {
+            c->next_idle = p->idle;
+            p->idle = c;
+            p->idle_count++;
+        }
     } else {
-        p->open--;
         p->stats.discarded++;
         p->loss_generation++;
+        give_back_slot(p);
     }
-    pthread_cond_signal(&p->freed);
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -4,6 +4,7 @@
  *
  *   db_pool_helper basic        statements, types, errors, transactions
  *   db_pool_helper deadlock     two threads deadlock; the retry saves both
+ *   db_pool_helper fairness     waiters served in arrival order, no barging
  *   db_pool_helper exhausted    every connection busy -> unavailable
  *   db_pool_helper unavailable  the server is down -> unavailable
  *   db_pool_helper interactive  one pool; each stdin line "query" prints the
@@ -264,6 +265,71 @@ static void modes(void)
     sm_db_pool_free(pool);
 }
 
+/* --- fairness ------------------------------------------------------------------ */
+
+typedef struct fair_arg {
+    sm_db_pool *pool;
+    int id;
+    int *order;
+    int *n;
+    pthread_mutex_t *lock;
+} fair_arg;
+
+static void *fair_thread(void *argp)
+{
+    fair_arg *a = argp;
+    sm_db_conn *c;
+    sm_error err;
+    MUST(sm_db_acquire(a->pool, &c, &err), &err);
+    pthread_mutex_lock(a->lock);
+    a->order[(*a->n)++] = a->id;
+    pthread_mutex_unlock(a->lock);
+    usleep(20000);
+    sm_db_release(c);
+    return NULL;
+}
+
+/* Waiters get a connection in the order they asked for one, and a thread
+ * that asks while others wait queues behind them (no barging). */
+static void fairness(void)
+{
+    sm_db_config cfg = config_from_env();
+    cfg.pool_size = 1;
+    cfg.acquire_timeout_ms = 10000;
+    sm_db_pool *pool = pool_new(&cfg);
+    sm_db_conn *c;
+    sm_error err;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    enum { WAITERS = 4 };
+    pthread_t threads[WAITERS];
+    fair_arg args[WAITERS];
+    int order[WAITERS + 1], n = 0;
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    for (int i = 0; i < WAITERS; i++) {
+        args[i] = (fair_arg){pool, i + 1, order, &n, &lock};
+        pthread_create(&threads[i], NULL, fair_thread, &args[i]);
+        usleep(50000); /* each one queued before the next asks */
+    }
+    sm_db_release(c);
+    /* Asks at once after releasing, while the four wait: served last. */
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    pthread_mutex_lock(&lock);
+    order[n++] = 99;
+    pthread_mutex_unlock(&lock);
+    sm_db_release(c);
+    for (int i = 0; i < WAITERS; i++)
+        pthread_join(threads[i], NULL);
+    CHECK(n == WAITERS + 1, "served %d", n);
+    for (int i = 0; i < WAITERS; i++)
+        CHECK(order[i] == i + 1, "turn %d went to waiter %d", i + 1, order[i]);
+    CHECK(order[WAITERS] == 99, "the late asker was served at turn %d", WAITERS + 1);
+    sm_db_pool_stats stats;
+    sm_db_pool_get_stats(pool, &stats);
+    CHECK(stats.open == 1 && stats.idle == 1 && stats.connects == 1, "open %u idle %u", stats.open,
+          stats.idle);
+    sm_db_pool_free(pool);
+}
+
 /* --- deadlock ---------------------------------------------------------------- */
 
 typedef struct deadlock_arg {
@@ -440,6 +506,8 @@ int main(int argc, char **argv)
         basic();
     else if (strcmp(what, "modes") == 0)
         modes();
+    else if (strcmp(what, "fairness") == 0)
+        fairness();
     else if (strcmp(what, "deadlock") == 0)
         deadlock();
     else if (strcmp(what, "exhausted") == 0)
@@ -449,7 +517,7 @@ int main(int argc, char **argv)
     else if (strcmp(what, "interactive") == 0)
         interactive();
     else {
-        fprintf(stderr, "usage: db_pool_helper basic|modes|deadlock|exhausted|unavailable|interactive\n");
+        fprintf(stderr, "usage: db_pool_helper basic|modes|fairness|deadlock|exhausted|unavailable|interactive\n");
         return 2;
     }
     if (failures != 0)
