@@ -225,11 +225,6 @@ sm_status sm_jwe_wrap_key(const sm_jwk *recipient, const sm_secret *key, const c
     if (compact_out == NULL)
         return sm_error_set(err, SM_ERR_ARG, "JWE: no output given");
     *compact_out = NULL;
-    if (recipient == NULL || key == NULL || key->bytes == NULL)
-        return sm_error_set(err, SM_ERR_ARG, "JWE: a recipient key and a media key are needed");
-    if (key->len != SM_JWE_KEY_LEN)
-        return sm_error_set(err, SM_ERR_KEY, "JWE: the media key must be %u bytes, not %zu",
-                            SM_JWE_KEY_LEN, key->len);
     sm_jwe_sealer *s = NULL;
     sm_status st = sm_jwe_sealer_new(recipient, kid_or_null, &s, err);
     if (st == SM_OK)
