@@ -7,9 +7,11 @@
 #include <string.h>
 
 #include <apr_file_info.h>
+#include <apr_file_io.h>
 #include <apr_strings.h>
 #include <http_config.h>
 
+#include "sm_file.h"
 #include "sm_validate.h"
 #include "smh_config.h"
 
@@ -288,5 +290,64 @@ const char *smh_db_settings_check(apr_pool_t *p, const smh_db_settings *s, const
     sm_error err;
     if (sm_db_config_check(&s->cfg, &err) != SM_OK)
         return apr_psprintf(p, "%s: %s", prefix, err.message);
+    return NULL;
+}
+
+/* --- key material files ----------------------------------------------------- */
+
+#define PEM_FILE_MAX (1024 * 1024)
+#define KEY_FILE_MAX (16 * 1024)
+
+const char *smh_read_pem_file(cmd_parms *cmd, const char *path, const char **data,
+                              apr_size_t *len)
+{
+    apr_file_t *f;
+    apr_finfo_t fi;
+    char msg[120];
+    apr_status_t rv = apr_file_open(&f, path, APR_READ | APR_BINARY, 0, cmd->temp_pool);
+    if (rv == APR_SUCCESS)
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(cmd->pool, "%s: cannot read \"%s\": %s", cmd->cmd->name, path,
+                            apr_strerror(rv, msg, sizeof(msg)));
+    if (fi.size <= 0 || fi.size > PEM_FILE_MAX) {
+        apr_file_close(f);
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is empty or larger than 1 MiB",
+                            cmd->cmd->name, path);
+    }
+    char *buf = apr_palloc(cmd->pool, (apr_size_t)fi.size + 1);
+    apr_size_t got = 0;
+    rv = apr_file_read_full(f, buf, (apr_size_t)fi.size, &got);
+    apr_file_close(f);
+    if (rv != APR_SUCCESS || got != (apr_size_t)fi.size)
+        return apr_psprintf(cmd->pool, "%s: cannot read \"%s\"", cmd->cmd->name, path);
+    buf[got] = '\0';
+    if (strstr(buf, "-----BEGIN ") == NULL)
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a PEM file", cmd->cmd->name, path);
+    *data = buf;
+    *len = got;
+    return NULL;
+}
+
+static apr_status_t free_secret(void *data)
+{
+    sm_secret_free(data);
+    return APR_SUCCESS;
+}
+
+const char *smh_read_private_key_file(cmd_parms *cmd, const char *path, sm_secret **out)
+{
+    sm_secret *key;
+    sm_error err;
+    mode_t mode = 0;
+    if (sm_file_read_secret(path, KEY_FILE_MAX, &key, &mode, &err) != SM_OK)
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err.message);
+    if ((mode & 077) != 0) {
+        sm_file_refuse_loose_mode(path, mode, &err);
+        sm_secret_free(key);
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err.message);
+    }
+    apr_pool_cleanup_register(cmd->pool, key, free_secret, apr_pool_cleanup_null);
+    *out = key;
     return NULL;
 }

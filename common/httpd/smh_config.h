@@ -14,6 +14,7 @@
 #include <http_config.h>
 
 #include "sm_db.h"
+#include "sm_secmem.h"
 
 /* A decimal integer in [min, max]. */
 const char *smh_parse_uint(apr_pool_t *p, const char *directive, const char *arg, uint64_t min,
@@ -32,6 +33,14 @@ const char *smh_parse_https_url(apr_pool_t *p, const char *directive, const char
 /* A path (relative to ServerRoot) naming a readable regular file. */
 const char *smh_parse_readable_file(apr_pool_t *p, const char *directive, const char *arg,
                                     const char **out);
+/* The PEM file at path (a certificate or CA bundle, at most 1 MiB),
+ * read now into cmd->pool; refused when empty or without a PEM block. */
+const char *smh_read_pem_file(cmd_parms *cmd, const char *path, const char **data,
+                              apr_size_t *len);
+/* A private key file (at most 16 KiB), read now (as root, before httpd
+ * drops privileges) into the secure heap, freed with cmd->pool; refused
+ * when group or others may read it. */
+const char *smh_read_private_key_file(cmd_parms *cmd, const char *path, sm_secret **out);
 /* A path (relative to ServerRoot) naming an existing directory. */
 const char *smh_parse_directory(apr_pool_t *p, const char *directive, const char *arg,
                                 const char **out);
