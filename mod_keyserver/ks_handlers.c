@@ -77,26 +77,24 @@ static int read_body(request_rec *r, int large, const char *what, json_t **body)
                               what, body);
 }
 
-typedef sm_status (*body_op)(const sm_ks_ctx *ctx, const sm_ks_caller *caller, json_t *body,
-                             sm_ks_result *out, sm_error *err);
-
-/* The common shape: role, JSON body, operation, answer. */
-static int run_body_op(request_rec *r, const char *role, int large_body, const char *what,
-                       body_op op)
+/* The common shape: role, JSON body, operation, answer (keyserver.h). */
+int ks_handle_body_op(request_rec *r, const smh_route_match *m, void *ctx)
 {
+    (void)ctx;
+    const ks_body_route *route = m->data;
     sm_ks_caller caller;
     int rc = OK;
-    ks_child_state *st = begin(r, role, &caller, &rc);
+    ks_child_state *st = begin(r, route->role, &caller, &rc);
     if (st == NULL)
         return rc;
     json_t *body = NULL;
-    if ((rc = read_body(r, large_body, what, &body)) != OK)
+    if ((rc = read_body(r, route->large_body, route->what, &body)) != OK)
         return rc;
     sm_ks_result res;
     sm_error err = {0};
-    sm_status s = op(&st->ctx, &caller, body, &res, &err);
+    sm_status s = route->op(&st->ctx, &caller, body, &res, &err);
     json_decref(body);
-    return send_outcome(r, s, &res, what, &err);
+    return send_outcome(r, s, &res, route->what, &err);
 }
 
 /* ---- public keys ---------------------------------------------------------- */
@@ -151,27 +149,6 @@ int ks_handle_encryption_key(request_rec *r, const smh_route_match *m, void *ctx
 
 /* ---- admin, owner, retailer ------------------------------------------------- */
 
-int ks_handle_register_owner(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return run_body_op(r, KS_ROLE_ADMIN, 0, "registering an owner", sm_ks_register_owner);
-}
-
-int ks_handle_register_retailer(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return run_body_op(r, KS_ROLE_ADMIN, 0, "registering a retailer", sm_ks_register_retailer);
-}
-
-int ks_handle_register_work(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return run_body_op(r, KS_ROLE_OWNER, 1, "registering a work", sm_ks_register_work);
-}
-
 int ks_handle_get_work(request_rec *r, const smh_route_match *m, void *ctx)
 {
     (void)ctx;
@@ -184,13 +161,6 @@ int ks_handle_get_work(request_rec *r, const smh_route_match *m, void *ctx)
     sm_error err = {0};
     sm_status s = sm_ks_get_work(&st->ctx, &caller, smh_route_param(m, "work_id"), &res, &err);
     return send_outcome(r, s, &res, "reading a work", &err);
-}
-
-int ks_handle_create_contract(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return run_body_op(r, KS_ROLE_OWNER, 0, "creating a contract", sm_ks_create_contract);
 }
 
 int ks_handle_inventory(request_rec *r, const smh_route_match *m, void *ctx)
@@ -206,20 +176,6 @@ int ks_handle_inventory(request_rec *r, const smh_route_match *m, void *ctx)
     sm_error err = {0};
     sm_status s = sm_ks_inventory(&st->ctx, &caller, &res, &err);
     return send_outcome(r, s, &res, "listing the inventory", &err);
-}
-
-int ks_handle_reserve(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return run_body_op(r, KS_ROLE_RETAILER, 0, "reserving a sale", sm_ks_reserve);
-}
-
-int ks_handle_payment(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return run_body_op(r, KS_ROLE_RETAILER, 0, "recording a payment", sm_ks_record_payment);
 }
 
 /* ---- device license ---------------------------------------------------------- */
@@ -270,14 +226,6 @@ int ks_handle_license(request_rec *r, const smh_route_match *m, void *ctx)
 }
 
 /* ---- media store, revocation -------------------------------------------------- */
-
-int ks_handle_delivery_complete(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    return run_body_op(r, KS_ROLE_MEDIASTORE, 0, "recording a delivery",
-                       sm_ks_delivery_complete);
-}
 
 int ks_handle_revoke(request_rec *r, const smh_route_match *m, void *ctx)
 {

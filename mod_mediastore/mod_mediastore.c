@@ -56,10 +56,10 @@ static void ms_child_init(apr_pool_t *pchild, server_rec *s)
 }
 
 static const smh_route routes[] = {
-    {"PUT", "/works/{work_id}", ms_handle_upload_work},
-    {"PUT", "/works/{work_id}/preview", ms_handle_upload_preview},
-    {"GET,HEAD", "/works/{work_id}", ms_handle_deliver},
-    {"GET,HEAD", "/works/{work_id}/preview", ms_handle_preview},
+    {"PUT", "/works/{work_id}", ms_handle_upload_work, NULL},
+    {"PUT", "/works/{work_id}/preview", ms_handle_upload_preview, NULL},
+    {"GET,HEAD", "/works/{work_id}", ms_handle_deliver, NULL},
+    {"GET,HEAD", "/works/{work_id}/preview", ms_handle_preview, NULL},
 };
 
 /* None of our URLs is a file: no core directory walk for them. */

@@ -107,8 +107,10 @@ int smh_route_dispatch(request_rec *r, const char *base, const smh_route *routes
     for (size_t i = 0; i < nroutes; i++) {
         if (!path_matches(r->pool, routes[i].pattern, path, &m))
             continue;
-        if (method_listed(routes[i].methods, r->method))
+        if (method_listed(routes[i].methods, r->method)) {
+            m.data = routes[i].data;
             return routes[i].handler(r, &m, ctx);
+        }
         allow = allow ? apr_pstrcat(r->pool, allow, ",", routes[i].methods, NULL)
                       : routes[i].methods;
     }

@@ -17,6 +17,7 @@ typedef struct smh_route_match {
     const char *names[SMH_ROUTE_MAX_PARAMS];
     const char *values[SMH_ROUTE_MAX_PARAMS];
     int count;
+    const void *data; /* the matched route's data */
 } smh_route_match;
 
 typedef int (*smh_route_handler)(request_rec *r, const smh_route_match *m, void *ctx);
@@ -25,6 +26,9 @@ typedef struct smh_route {
     const char *methods; /* comma-separated, e.g. "GET,HEAD" */
     const char *pattern;
     smh_route_handler handler;
+    /* Optional, passed in the match: lets one handler serve several routes
+     * that differ only in what it should call. */
+    const void *data;
 } smh_route;
 
 /* The captured value of {name}, or NULL. */
