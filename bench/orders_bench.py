@@ -221,6 +221,12 @@ def main():
         refunds = int(shop.query("SELECT COUNT(*) FROM wallet_journal WHERE kind = 'refund'")[0][0])
         log("orders by state: %s; key server payments: %d; debits %d, refunds %d"
             % (states, paid, debits, refunds))
+        status = dict(db.query("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                               "('Innodb_deadlocks', 'Innodb_row_lock_waits', "
+                               "'Innodb_row_lock_time')"))
+        log("database: %s deadlocks, %s row lock waits (%s ms waited)" % (
+            status.get("Innodb_deadlocks", "?"), status.get("Innodb_row_lock_waits", "?"),
+            status.get("Innodb_row_lock_time", "?")))
         if paid != completed or debits - refunds != completed or "debited" in states:
             raise SystemExit("inconsistent: payments, debits and completed orders differ")
         print("orders: rate=%.0f p99_ms=%.1f target=>=300" % (statistics.median(rates),
