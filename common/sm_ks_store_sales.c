@@ -278,6 +278,44 @@ typedef struct payment_args {
     sm_ks_result *out;
 } payment_args;
 
+/* The payment already recorded for a->txn, if any (*paid = 1): the same
+ * request again gets the first answer, another one already-paid. The
+ * caller holds the transaction row's lock, which every payment of the txn
+ * takes first; a locking read sees a payment committed while it waited for
+ * that lock, which the snapshot of a plain read would not. */
+static sm_status payment_repeat(sm_db_conn *c, payment_args *a, const char *currency, int *paid,
+                                sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    *paid = 0;
+    sm_status st = sm_db_query(c, "SELECT payment_ref, amount, paid_at, ack FROM payments "
+                                  "WHERE txn = ? LOCK IN SHARE MODE",
+                               SM_DB_PARAMS(sm_db_text(a->txn)), &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, paid, err);
+    if (st == SM_OK && *paid) {
+        const char *ref = sm_db_col_text(rows, 0, NULL), *ack = sm_db_col_text(rows, 3, NULL);
+        int64_t amount = 0, paid_at = 0;
+        sm_db_col_int(rows, 1, &amount, NULL);
+        sm_db_col_int(rows, 2, &paid_at, NULL);
+        if (ref != NULL && ack != NULL && strcmp(ref, a->ref) == 0 && amount == a->amount &&
+            strcmp(currency, a->currency) == 0) {
+            a->out->status = 200;
+            a->out->body = json_pack("{s:s,s:s,s:I,s:I,s:s}", "txn", a->txn, "payment_token",
+                                     ack, "paid_at", (json_int_t)paid_at, "amount",
+                                     (json_int_t)amount, "currency", currency);
+            st = a->out->body != NULL ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+        } else {
+            st = ks_refuse_tx(a->out, 409, "already-paid", "Already paid",
+                              "transaction %s already has a payment recorded under another "
+                              "reference or amount",
+                              a->txn);
+        }
+    }
+    sm_db_rows_free(rows);
+    return st;
+}
+
 static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     payment_args *a = argp;
@@ -308,64 +346,46 @@ static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
     if (st != SM_OK)
         return st;
 
-    /* In one query: the caller's retailer id (no row: not registered), a
-     * payment already recorded for the txn, and its revocation. Locking
-     * reads: they see a payment or revocation committed while this
-     * transaction waited for the row lock, which the snapshot of a plain
-     * read would not. */
+    /* In one query: the caller's retailer id (no row: not registered) and
+     * the txn's revocation. A locking read: it sees a revocation committed
+     * while this transaction waited for the row lock, which the snapshot of
+     * a plain read would not. */
     rows = NULL;
-    int registered = 0, paid = 0, revoked = 0;
+    int registered = 0, revoked = 0;
     st = sm_db_query(c,
-                     "SELECT r.retailer_id, p.payment_ref, p.amount, p.paid_at, p.ack, v.subject "
-                     "FROM retailers r "
-                     "LEFT JOIN payments p ON p.txn = ? "
+                     "SELECT r.retailer_id, v.subject FROM retailers r "
                      "LEFT JOIN revocations v ON v.kind = 'transaction' AND v.subject = ? "
                      "WHERE r.dn_sha256 = ? LOCK IN SHARE MODE",
-                     SM_DB_PARAMS(sm_db_text(a->txn), sm_db_text(a->txn),
-                                  sm_db_blob(dn_hash, sizeof(dn_hash))),
+                     SM_DB_PARAMS(sm_db_text(a->txn), sm_db_blob(dn_hash, sizeof(dn_hash))),
                      &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, &registered, err);
-    if (st == SM_OK && registered)
+    if (st == SM_OK && registered) {
         st = ks_col_copy(rows, 0, retailer, sizeof(retailer), err);
-    if (st != SM_OK || !registered) {
-        sm_db_rows_free(rows);
-        return st != SM_OK ? st : ks_refuse_unregistered(a->out, "a retailer");
-    }
-    /* Another retailer's transaction looks exactly like an unknown one. */
-    if (!has || strcmp(owner_retailer, retailer) != 0) {
-        sm_db_rows_free(rows);
-        return ks_refuse_tx(a->out, 404, "unknown-transaction", "Unknown transaction",
-                            "retailer %s has no transaction %s", retailer, a->txn);
-    }
-    paid = sm_db_col_text(rows, 1, NULL) != NULL;
-    revoked = sm_db_col_text(rows, 5, NULL) != NULL;
-    if (paid) {
-        const char *ref = sm_db_col_text(rows, 1, NULL), *ack = sm_db_col_text(rows, 4, NULL);
-        int64_t amount = 0, paid_at = 0;
-        sm_db_col_int(rows, 2, &amount, NULL);
-        sm_db_col_int(rows, 3, &paid_at, NULL);
-        if (ref != NULL && ack != NULL && strcmp(ref, a->ref) == 0 && amount == a->amount &&
-            strcmp(currency, a->currency) == 0) {
-            a->out->status = 200;
-            a->out->body = json_pack("{s:s,s:s,s:I,s:I,s:s}", "txn", a->txn, "payment_token",
-                                     ack, "paid_at", (json_int_t)paid_at, "amount",
-                                     (json_int_t)amount, "currency", currency);
-            st = a->out->body != NULL ? SM_OK : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        } else {
-            st = ks_refuse_tx(a->out, 409, "already-paid", "Already paid",
-                              "transaction %s already has a payment recorded under another "
-                              "reference or amount",
-                              a->txn);
-        }
+        revoked = sm_db_col_text(rows, 1, NULL) != NULL;
     }
     sm_db_rows_free(rows);
-    if (st != SM_OK || paid)
+    if (st != SM_OK)
         return st;
+    if (!registered)
+        return ks_refuse_unregistered(a->out, "a retailer");
+    /* Another retailer's transaction looks exactly like an unknown one. */
+    if (!has || strcmp(owner_retailer, retailer) != 0)
+        return ks_refuse_tx(a->out, 404, "unknown-transaction", "Unknown transaction",
+                            "retailer %s has no transaction %s", retailer, a->txn);
+    int64_t now = sm_ks_now(a->ctx);
+    /* A payment already recorded comes before every other refusal. It is
+     * looked up only when one of them applies or the insert below finds
+     * it: a locking read of an absent row locks a gap of `payments`, and
+     * two payments holding one gap and inserting into it deadlock. */
+    int paid = 0;
+    if (revoked || now >= pay_by || a->amount != price || strcmp(a->currency, currency) != 0) {
+        if ((st = payment_repeat(c, a, currency, &paid, err)) != SM_OK || paid)
+            return st;
+    }
     if (revoked)
         return ks_refuse_tx(a->out, 409, "transaction-revoked", "Transaction revoked",
                             "transaction %s was revoked; it cannot be paid", a->txn);
-    int64_t now = sm_ks_now(a->ctx);
     if (now >= pay_by)
         return ks_refuse_tx(a->out, 409, "reservation-expired", "Reservation expired",
                             "the reservation %s had to be paid by %lld; reserve again", a->txn,
@@ -400,7 +420,11 @@ static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
                                  sm_db_text(ack)),
                     NULL, err);
     if (st == SM_ERR_DUPLICATE) {
+        /* The txn is paid (a repeat, or paid otherwise), or the reference
+         * was used for another transaction. Only the insert was undone. */
         free(ack);
+        if ((st = payment_repeat(c, a, currency, &paid, err)) != SM_OK || paid)
+            return st;
         return ks_refuse_tx(a->out, 409, "idempotency-key-reused", "Reference reused",
                             "payment_ref %s was already used for another transaction", a->ref);
     }
