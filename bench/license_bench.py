@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from bench_cpu import CpuMeter
+
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_THREAD = 12000          # proofs per wrk thread per round (2 threads)
 ACTIVATIONS = 1000          # KeyServerActivationLimit: licenses per transaction
@@ -140,39 +142,6 @@ response = function(status, headers, body)
   end
 end
 """
-
-
-def cpu_ticks(pids):
-    """utime + stime (clock ticks) of each pid still running."""
-    out = {}
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[pid] = int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
-
-
-class CpuMeter:
-    """CPU time of the servers (httpd master and children, mariadbd)
-    between start() and stop(), in ms."""
-
-    def __init__(self, httpd, db):
-        self.httpd, self.db = httpd, db
-
-    def _pids(self):
-        return {"httpd": list(self.httpd.pids()), "mariadbd": [self.db.pid]}
-
-    def start(self):
-        self.before = {k: cpu_ticks(v) for k, v in self._pids().items()}
-
-    def stop(self):
-        hz = os.sysconf("SC_CLK_TCK")
-        after = {k: cpu_ticks(v) for k, v in self._pids().items()}
-        return {k: 1000.0 * sum(t - self.before[k].get(pid, 0) for pid, t in after[k].items()) / hz
-                for k in after}
 
 
 def wrk(url, script, seconds):

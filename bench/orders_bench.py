@@ -14,6 +14,13 @@ Idempotency keys are unique per request (thread, counter, run nonce).
 Prints one last line: "orders: rate=<orders/s> p99_ms=<n> target=>=300"
 (the target: >= 300 orders/s and p99 < 100 ms).
 
+Each round also reports the CPU time httpd and mariadbd spent per
+completed order (utime + stime from /proc, bench_cpu.py): it hardly moves
+with other load on the machine, unlike the rate. And the statements the
+database ran per order (Questions, which counts each executed prepared
+statement, START TRANSACTION and COMMIT: the round trips), split between the
+retailer's and the key server's database users (USER_STATISTICS).
+
 Env: SM_TOP_BUILDDIR (default <top>/build), BENCH_SECONDS (default 8),
 BENCH_ROUNDS (default 3); rate and p99 are medians over rounds."""
 
@@ -25,6 +32,8 @@ import shutil
 import statistics
 import subprocess
 import sys
+
+from bench_cpu import CpuMeter
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUYERS = 32
@@ -106,7 +115,30 @@ def wrk(url, script, seconds):
     rate = (total - failed) / duration
     m = re.search(r"^\s*99%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    return rate, p99, failed
+    return rate, p99, failed, total - failed
+
+
+class StatementCounter:
+    """Statements the database ran between start() and stop(), per user:
+    with the server's userstat on, USER_STATISTICS counts each user's
+    selects, updates and other commands (START TRANSACTION, COMMIT...)."""
+
+    def __init__(self, db, users):
+        self.db, self.users = db, users
+        db.execute("SET GLOBAL userstat = 1")
+
+    def _read(self):
+        rows = self.db.query("SELECT USER, SELECT_COMMANDS + UPDATE_COMMANDS + OTHER_COMMANDS "
+                             "FROM information_schema.USER_STATISTICS")
+        counts = {u: int(n) for u, n in rows}
+        return {name: counts.get(user, 0) for name, user in self.users.items()}
+
+    def start(self):
+        self.before = self._read()
+
+    def stop(self):
+        after = self._read()
+        return {k: after[k] - self.before[k] for k in after}
 
 
 def main():
@@ -148,19 +180,33 @@ def main():
             f.write("\n".join(tokens) + "\n")
         with open(os.path.join(wrk_dir, "offer.txt"), "w") as f:
             f.write("%d\n" % offer["offer_id"])
-        rates, p99s = [], []
+        rates, p99s, cpus = [], [], []
+        meter = CpuMeter(httpd, db)
+        statements = StatementCounter(db, {"retail": shop.db.user, "keyserver": shop.ks.db.user})
         for i in range(rounds + 1):
             script = os.path.join(wrk_dir, "orders-%d.lua" % i)
             with open(script, "w") as f:
                 f.write(WRK_ORDERS % (wrk_dir, secrets.token_hex(6)))
-            rate, p99, failed = wrk(httpd.https_url, script, 2 if i == 0 else seconds)
+            meter.start()
+            statements.start()
+            rate, p99, failed, completed = wrk(httpd.https_url, script, 2 if i == 0 else seconds)
+            used = meter.stop()
+            ran = statements.stop()
+            n = max(completed, 1)
+            cpu = "CPU per order: httpd %.2f + mariadbd %.2f ms; statements per order: " \
+                  "retail %.1f, key server %.1f" % (used["httpd"] / n, used["mariadbd"] / n,
+                                                    ran["retail"] / n, ran["keyserver"] / n)
             if i == 0:
-                log("warm-up: %.0f orders/s (p99 %.1f ms, %d not completed)" % (rate, p99, failed))
+                log("warm-up: %.0f orders/s (p99 %.1f ms, %d not completed); %s"
+                    % (rate, p99, failed, cpu))
                 continue
             rates.append(rate)
             p99s.append(p99)
-            log("round %d: %.0f completed orders/s (p99 %.1f ms, %d answered 503)"
-                % (i, rate, p99, failed))
+            cpus.append((used["httpd"] / n, used["mariadbd"] / n))
+            log("round %d: %.0f completed orders/s (p99 %.1f ms, %d answered 503); %s"
+                % (i, rate, p99, failed, cpu))
+        log("median CPU per order: httpd %.2f ms, mariadbd %.2f ms"
+            % (statistics.median(c[0] for c in cpus), statistics.median(c[1] for c in cpus)))
         # Orders in flight when wrk stopped still finish on the server; an
         # order left debited by a 503 is finished by the background thread.
         import time
@@ -175,6 +221,12 @@ def main():
         refunds = int(shop.query("SELECT COUNT(*) FROM wallet_journal WHERE kind = 'refund'")[0][0])
         log("orders by state: %s; key server payments: %d; debits %d, refunds %d"
             % (states, paid, debits, refunds))
+        status = dict(db.query("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                               "('Innodb_deadlocks', 'Innodb_row_lock_waits', "
+                               "'Innodb_row_lock_time')"))
+        log("database: %s deadlocks, %s row lock waits (%s ms waited)" % (
+            status.get("Innodb_deadlocks", "?"), status.get("Innodb_row_lock_waits", "?"),
+            status.get("Innodb_row_lock_time", "?")))
         if paid != completed or debits - refunds != completed or "debited" in states:
             raise SystemExit("inconsistent: payments, debits and completed orders differ")
         print("orders: rate=%.0f p99_ms=%.1f target=>=300" % (statistics.median(rates),

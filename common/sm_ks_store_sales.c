@@ -49,17 +49,20 @@ static json_t *reservation_body(const char *txn, const char *voucher, const char
                      (json_int_t)contract_id);
 }
 
-/* A repeat of an earlier reservation with the same reference. */
+#define REPEAT_SELECT                                                                            \
+    "SELECT txn, work_id, license_type, duration, jkt, voucher, price, currency, pay_by, "       \
+    "contract_id FROM transactions WHERE retailer_id = ? AND reservation_ref = ?"
+
+/* A repeat of an earlier reservation with the same reference. locking: a
+ * locking read, which sees the row a concurrent request committed after
+ * this transaction's snapshot was taken. */
 static sm_status reservation_repeat(sm_db_conn *c, reserve_args *a, const char *retailer,
-                                    int *found, sm_error *err)
+                                    int locking, int *found, sm_error *err)
 {
     sm_db_rows *rows = NULL;
     int has = 0;
     *found = 0;
-    sm_status st = sm_db_query(c,
-                               "SELECT txn, work_id, license_type, duration, jkt, voucher, price, "
-                               "currency, pay_by, contract_id FROM transactions "
-                               "WHERE retailer_id = ? AND reservation_ref = ?",
+    sm_status st = sm_db_query(c, locking ? REPEAT_SELECT " LOCK IN SHARE MODE" : REPEAT_SELECT,
                                SM_DB_PARAMS(sm_db_text(retailer), sm_db_text(a->ref)), &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, &has, err);
@@ -95,36 +98,58 @@ static sm_status reservation_repeat(sm_db_conn *c, reserve_args *a, const char *
     return st;
 }
 
-static sm_status reserve_tx(sm_db_conn *c, void *argp, sm_error *err)
+/* Why the contract query found nothing: the caller is no registered
+ * retailer, or this is a repeat (answered as the first time, even if the
+ * contract ended since), or there is no contract for it. */
+static sm_status reserve_diagnose(sm_db_conn *c, reserve_args *a, sm_error *err)
 {
-    reserve_args *a = argp;
     char retailer[SM_KS_ID_SIZE];
-    sm_ks_result_clear(a->out);
     sm_status st = ks_retailer_by_dn(c, a->caller->dn, retailer, NULL, err);
     if (st == SM_ERR_NOT_FOUND)
         return ks_refuse_unregistered(a->out, "a retailer");
     if (st != SM_OK)
         return st;
     int found = 0;
-    if ((st = reservation_repeat(c, a, retailer, &found, err)) != SM_OK || found)
+    if ((st = reservation_repeat(c, a, retailer, 0, &found, err)) != SM_OK || found)
         return st;
+    return ks_refuse_tx(a->out, 403, "no-contract", "No contract",
+                        "no active contract lets retailer %s sell work %s under these "
+                        "license terms (see GET /v1/inventory)",
+                        retailer, a->work_id);
+}
+
+/* The common case first: the caller's registered retailer id and the
+ * contract in one query, then the insert; a repeat of a reservation is
+ * told by the insert's duplicate reference (or, when no contract matches
+ * any more, by reserve_diagnose). */
+static sm_status reserve_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    reserve_args *a = argp;
+    char retailer[SM_KS_ID_SIZE] = "";
+    sm_ks_result_clear(a->out);
+    if (a->caller->dn == NULL)
+        return ks_refuse_unregistered(a->out, "a retailer");
+    uint8_t dn_hash[32];
+    sm_ks_dn_hash(a->caller->dn, dn_hash);
 
     int64_t now = sm_ks_now(a->ctx);
     sm_db_rows *rows = NULL;
     int has = 0;
     /* The newest active contract that offers these terms for this work;
-     * shared locks keep it (and the work) from changing until commit. */
-    st = sm_db_query(
+     * shared locks keep it (and the work, and the retailer the new row
+     * refers to) from changing until commit. */
+    sm_status st = sm_db_query(
         c,
-        "SELECT k.contract_id, k.currency, o.price FROM contracts k "
+        "SELECT k.contract_id, k.currency, o.price, r.retailer_id FROM retailers r "
+        "JOIN contracts k ON k.retailer_id = r.retailer_id "
         "JOIN contract_works cw ON cw.contract_id = k.contract_id "
         "JOIN works w ON w.work_id = cw.work_id "
         "JOIN contract_offers o ON o.contract_id = k.contract_id "
-        "WHERE k.retailer_id = ? AND cw.work_id = ? AND o.license_type = ? AND o.duration = ? "
+        "WHERE r.dn_sha256 = ? AND cw.work_id = ? AND o.license_type = ? AND o.duration = ? "
         "AND k.revoked_at IS NULL AND k.valid_from <= ? AND k.valid_until > ? "
         "AND w.withdrawn_at IS NULL AND (? = 0 OR k.contract_id = ?) "
         "ORDER BY k.contract_id DESC LIMIT 1 LOCK IN SHARE MODE",
-        SM_DB_PARAMS(sm_db_text(retailer), sm_db_text(a->work_id),
+        SM_DB_PARAMS(sm_db_blob(dn_hash, sizeof(dn_hash)), sm_db_text(a->work_id),
                      sm_db_text(ks_terms_type_column(&a->terms)), sm_db_int(a->terms.duration),
                      sm_db_int(now), sm_db_int(now), sm_db_uint(a->contract_id),
                      sm_db_uint(a->contract_id)),
@@ -134,16 +159,14 @@ static sm_status reserve_tx(sm_db_conn *c, void *argp, sm_error *err)
     int64_t contract_id = 0, price = 0;
     char currency[4] = "";
     if (st == SM_OK && has && (st = sm_db_col_int(rows, 0, &contract_id, err)) == SM_OK &&
-        (st = ks_col_copy(rows, 1, currency, sizeof(currency), err)) == SM_OK)
-        st = sm_db_col_int(rows, 2, &price, err);
+        (st = ks_col_copy(rows, 1, currency, sizeof(currency), err)) == SM_OK &&
+        (st = sm_db_col_int(rows, 2, &price, err)) == SM_OK)
+        st = ks_col_copy(rows, 3, retailer, sizeof(retailer), err);
     sm_db_rows_free(rows);
     if (st != SM_OK)
         return st;
     if (!has)
-        return ks_refuse_tx(a->out, 403, "no-contract", "No contract",
-                            "no active contract lets retailer %s sell work %s under these "
-                            "license terms (see GET /v1/inventory)",
-                            retailer, a->work_id);
+        return reserve_diagnose(c, a, err);
 
     sm_ks_voucher v;
     memset(&v, 0, sizeof(v));
@@ -169,10 +192,19 @@ static sm_status reserve_tx(sm_db_conn *c, void *argp, sm_error *err)
                                  sm_db_text(currency), sm_db_text(a->jkt), sm_db_text(voucher),
                                  sm_db_int(now), sm_db_int(pay_by)),
                     NULL, err);
-    /* The same reference inserted by a concurrent request: run again and
-     * answer as a repeat. */
-    if (st == SM_ERR_DUPLICATE)
-        st = sm_error_set(err, SM_ERR_CONFLICT, "concurrent reservation with the same reference");
+    /* The reference was used: a repeat (answered as the first time) or a
+     * reuse for another sale. The row is committed (the duplicate check
+     * waits for its writer), and the locking read sees it; only the failed
+     * insert was undone. Not found after all: run again. */
+    if (st == SM_ERR_DUPLICATE) {
+        int found = 0;
+        free(voucher);
+        st = reservation_repeat(c, a, retailer, 1, &found, err);
+        if (st == SM_OK && !found)
+            st = sm_error_set(err, SM_ERR_CONFLICT,
+                              "concurrent reservation with the same reference");
+        return st;
+    }
     json_t *data = NULL;
     if (st == SM_OK) {
         data = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:s,s:s}", "txn", v.txn, "work_id",
@@ -246,68 +278,26 @@ typedef struct payment_args {
     sm_ks_result *out;
 } payment_args;
 
-static sm_status transaction_revoked(sm_db_conn *c, const char *txn, int *revoked, sm_error *err)
+/* The payment already recorded for a->txn, if any (*paid = 1): the same
+ * request again gets the first answer, another one already-paid. The
+ * caller holds the transaction row's lock, which every payment of the txn
+ * takes first; a locking read sees a payment committed while it waited for
+ * that lock, which the snapshot of a plain read would not. */
+static sm_status payment_repeat(sm_db_conn *c, payment_args *a, const char *currency, int *paid,
+                                sm_error *err)
 {
     sm_db_rows *rows = NULL;
-    sm_status st = sm_db_query(c,
-                               "SELECT 1 FROM revocations WHERE kind = 'transaction' AND "
-                               "subject = ? LOCK IN SHARE MODE",
-                               SM_DB_PARAMS(sm_db_text(txn)), &rows, err);
+    *paid = 0;
+    sm_status st = sm_db_query(c, "SELECT payment_ref, amount, paid_at, ack FROM payments "
+                                  "WHERE txn = ? LOCK IN SHARE MODE",
+                               SM_DB_PARAMS(sm_db_text(a->txn)), &rows, err);
     if (st == SM_OK)
-        st = sm_db_rows_next(rows, revoked, err);
-    sm_db_rows_free(rows);
-    return st;
-}
-
-static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
-{
-    payment_args *a = argp;
-    char retailer[SM_KS_ID_SIZE];
-    sm_ks_result_clear(a->out);
-    sm_status st = ks_retailer_by_dn(c, a->caller->dn, retailer, NULL, err);
-    if (st == SM_ERR_NOT_FOUND)
-        return ks_refuse_unregistered(a->out, "a retailer");
-    if (st != SM_OK)
-        return st;
-    /* The transaction row lock serialises every payment of one txn. */
-    sm_db_rows *rows = NULL;
-    int has = 0;
-    st = sm_db_query(c,
-                     "SELECT retailer_id, work_id, price, currency, pay_by FROM transactions "
-                     "WHERE txn = ? FOR UPDATE",
-                     SM_DB_PARAMS(sm_db_text(a->txn)), &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, &has, err);
-    char owner_retailer[SM_KS_ID_SIZE] = "", work_id[SM_KS_ID_SIZE] = "", currency[4] = "";
-    int64_t price = 0, pay_by = 0;
-    if (st == SM_OK && has &&
-        (st = ks_col_copy(rows, 0, owner_retailer, sizeof(owner_retailer), err)) == SM_OK &&
-        (st = ks_col_copy(rows, 1, work_id, sizeof(work_id), err)) == SM_OK &&
-        (st = sm_db_col_int(rows, 2, &price, err)) == SM_OK &&
-        (st = ks_col_copy(rows, 3, currency, sizeof(currency), err)) == SM_OK)
-        st = sm_db_col_int(rows, 4, &pay_by, err);
-    sm_db_rows_free(rows);
-    if (st != SM_OK)
-        return st;
-    /* Another retailer's transaction looks exactly like an unknown one. */
-    if (!has || strcmp(owner_retailer, retailer) != 0)
-        return ks_refuse_tx(a->out, 404, "unknown-transaction", "Unknown transaction",
-                            "retailer %s has no transaction %s", retailer, a->txn);
-
-    rows = NULL;
-    has = 0;
-    /* A locking read: it sees a payment committed while this transaction
-     * waited for the row lock, which the snapshot of a plain read would not. */
-    st = sm_db_query(c, "SELECT payment_ref, amount, currency, paid_at, ack FROM payments "
-                        "WHERE txn = ? LOCK IN SHARE MODE",
-                     SM_DB_PARAMS(sm_db_text(a->txn)), &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, &has, err);
-    if (st == SM_OK && has) {
-        const char *ref = sm_db_col_text(rows, 0, NULL), *ack = sm_db_col_text(rows, 4, NULL);
+        st = sm_db_rows_next(rows, paid, err);
+    if (st == SM_OK && *paid) {
+        const char *ref = sm_db_col_text(rows, 0, NULL), *ack = sm_db_col_text(rows, 3, NULL);
         int64_t amount = 0, paid_at = 0;
         sm_db_col_int(rows, 1, &amount, NULL);
-        sm_db_col_int(rows, 3, &paid_at, NULL);
+        sm_db_col_int(rows, 2, &paid_at, NULL);
         if (ref != NULL && ack != NULL && strcmp(ref, a->ref) == 0 && amount == a->amount &&
             strcmp(currency, a->currency) == 0) {
             a->out->status = 200;
@@ -323,16 +313,79 @@ static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
         }
     }
     sm_db_rows_free(rows);
-    if (st != SM_OK || has)
+    return st;
+}
+
+static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    payment_args *a = argp;
+    char retailer[SM_KS_ID_SIZE] = "";
+    sm_ks_result_clear(a->out);
+    if (a->caller->dn == NULL)
+        return ks_refuse_unregistered(a->out, "a retailer");
+    uint8_t dn_hash[32];
+    sm_ks_dn_hash(a->caller->dn, dn_hash);
+    /* The transaction row lock serialises every payment of one txn. */
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    sm_status st = sm_db_query(c,
+                               "SELECT retailer_id, work_id, price, currency, pay_by "
+                               "FROM transactions WHERE txn = ? FOR UPDATE",
+                               SM_DB_PARAMS(sm_db_text(a->txn)), &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &has, err);
+    char owner_retailer[SM_KS_ID_SIZE] = "", work_id[SM_KS_ID_SIZE] = "", currency[4] = "";
+    int64_t price = 0, pay_by = 0;
+    if (st == SM_OK && has &&
+        (st = ks_col_copy(rows, 0, owner_retailer, sizeof(owner_retailer), err)) == SM_OK &&
+        (st = ks_col_copy(rows, 1, work_id, sizeof(work_id), err)) == SM_OK &&
+        (st = sm_db_col_int(rows, 2, &price, err)) == SM_OK &&
+        (st = ks_col_copy(rows, 3, currency, sizeof(currency), err)) == SM_OK)
+        st = sm_db_col_int(rows, 4, &pay_by, err);
+    sm_db_rows_free(rows);
+    if (st != SM_OK)
         return st;
 
-    int revoked = 0;
-    if ((st = transaction_revoked(c, a->txn, &revoked, err)) != SM_OK)
+    /* In one query: the caller's retailer id (no row: not registered) and
+     * the txn's revocation. A locking read: it sees a revocation committed
+     * while this transaction waited for the row lock, which the snapshot of
+     * a plain read would not. */
+    rows = NULL;
+    int registered = 0, revoked = 0;
+    st = sm_db_query(c,
+                     "SELECT r.retailer_id, v.subject FROM retailers r "
+                     "LEFT JOIN revocations v ON v.kind = 'transaction' AND v.subject = ? "
+                     "WHERE r.dn_sha256 = ? LOCK IN SHARE MODE",
+                     SM_DB_PARAMS(sm_db_text(a->txn), sm_db_blob(dn_hash, sizeof(dn_hash))),
+                     &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &registered, err);
+    if (st == SM_OK && registered) {
+        st = ks_col_copy(rows, 0, retailer, sizeof(retailer), err);
+        revoked = sm_db_col_text(rows, 1, NULL) != NULL;
+    }
+    sm_db_rows_free(rows);
+    if (st != SM_OK)
         return st;
+    if (!registered)
+        return ks_refuse_unregistered(a->out, "a retailer");
+    /* Another retailer's transaction looks exactly like an unknown one. */
+    if (!has || strcmp(owner_retailer, retailer) != 0)
+        return ks_refuse_tx(a->out, 404, "unknown-transaction", "Unknown transaction",
+                            "retailer %s has no transaction %s", retailer, a->txn);
+    int64_t now = sm_ks_now(a->ctx);
+    /* A payment already recorded comes before every other refusal. It is
+     * looked up only when one of them applies or the insert below finds
+     * it: a locking read of an absent row locks a gap of `payments`, and
+     * two payments holding one gap and inserting into it deadlock. */
+    int paid = 0;
+    if (revoked || now >= pay_by || a->amount != price || strcmp(a->currency, currency) != 0) {
+        if ((st = payment_repeat(c, a, currency, &paid, err)) != SM_OK || paid)
+            return st;
+    }
     if (revoked)
         return ks_refuse_tx(a->out, 409, "transaction-revoked", "Transaction revoked",
                             "transaction %s was revoked; it cannot be paid", a->txn);
-    int64_t now = sm_ks_now(a->ctx);
     if (now >= pay_by)
         return ks_refuse_tx(a->out, 409, "reservation-expired", "Reservation expired",
                             "the reservation %s had to be paid by %lld; reserve again", a->txn,
@@ -367,7 +420,11 @@ static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
                                  sm_db_text(ack)),
                     NULL, err);
     if (st == SM_ERR_DUPLICATE) {
+        /* The txn is paid (a repeat, or paid otherwise), or the reference
+         * was used for another transaction. Only the insert was undone. */
         free(ack);
+        if ((st = payment_repeat(c, a, currency, &paid, err)) != SM_OK || paid)
+            return st;
         return ks_refuse_tx(a->out, 409, "idempotency-key-reused", "Reference reused",
                             "payment_ref %s was already used for another transaction", a->ref);
     }

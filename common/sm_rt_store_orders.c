@@ -234,8 +234,47 @@ typedef struct create_args {
     const char *jkt; /* may be NULL */
     rt_order *ord;
     int found;
+    int inserted; /* create_fast inserted the order */
     sm_rt_result *out;
 } create_args;
+
+/* Inserts the order checked by the caller and fills a->ord with it (no
+ * read back). SM_ERR_DUPLICATE: the account used this key already. */
+static sm_status insert_order(sm_db_conn *c, create_args *a, const char *work_id,
+                              const char *type, int64_t duration, int64_t price, const char *jkt,
+                              int gift, int64_t now, sm_error *err)
+{
+    char order_id[SM_RT_ORDER_ID_SIZE];
+    sm_status st = sm_rt_order_id_new(order_id, err);
+    if (st != SM_OK)
+        return st;
+    st = sm_db_exec(c,
+                    "INSERT INTO orders (order_id, account_id, idempotency_key, request_sha256, "
+                    "state, offer_id, work_id, license_type, duration, price, device_jkt, gift, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?)",
+                    SM_DB_PARAMS(sm_db_text(order_id), sm_db_uint(a->account_id),
+                                 sm_db_text(a->idem_key), sm_db_blob(a->req_hash, 32),
+                                 sm_db_uint(a->offer_id), sm_db_text(work_id), sm_db_text(type),
+                                 sm_db_int(duration), sm_db_int(price), sm_db_text(jkt),
+                                 sm_db_int(gift), sm_db_int(now), sm_db_int(now)),
+                    NULL, err);
+    if (st != SM_OK)
+        return st;
+    rt_order *o = a->ord;
+    memcpy(o->order_id, order_id, sizeof(o->order_id));
+    memcpy(o->req_hash, a->req_hash, 32);
+    snprintf(o->state, sizeof(o->state), "pending");
+    o->offer_id = a->offer_id;
+    snprintf(o->work_id, sizeof(o->work_id), "%s", work_id);
+    o->terms.type = sm_ks_license_type_from_name(type);
+    o->terms.duration = duration;
+    o->price = price;
+    snprintf(o->jkt, sizeof(o->jkt), "%s", jkt);
+    o->gift = gift;
+    o->created_at = now;
+    return SM_OK;
+}
 
 static sm_status create_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
@@ -344,39 +383,84 @@ static sm_status create_tx(sm_db_conn *c, void *argp, sm_error *err)
                             "the offer costs %lld points and your balance is %lld; top up or "
                             "redeem a code first",
                             (long long)price, (long long)balance);
-    char order_id[SM_RT_ORDER_ID_SIZE];
-    if ((st = sm_rt_order_id_new(order_id, err)) != SM_OK)
-        return st;
-    st = sm_db_exec(c,
-                    "INSERT INTO orders (order_id, account_id, idempotency_key, request_sha256, "
-                    "state, offer_id, work_id, license_type, duration, price, device_jkt, gift, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?)",
-                    SM_DB_PARAMS(sm_db_text(order_id), sm_db_uint(a->account_id),
-                                 sm_db_text(a->idem_key), sm_db_blob(a->req_hash, 32),
-                                 sm_db_uint(a->offer_id), sm_db_text(work_id), sm_db_text(type),
-                                 sm_db_int(duration), sm_db_int(price), sm_db_text(jkt),
-                                 sm_db_int(owner != a->account_id), sm_db_int(now),
-                                 sm_db_int(now)),
-                    NULL, err);
+    st = insert_order(c, a, work_id, type, duration, price, jkt, owner != a->account_id, now,
+                      err);
     if (st == SM_ERR_DUPLICATE) /* the same key, concurrently: run again, find it */
         return sm_error_set(err, SM_ERR_CONFLICT, "concurrent order with the same key");
-    if (st != SM_OK)
-        return st;
-    /* The new row as the struct (no read back). */
+    return st;
+}
+
+/* The common case in two statements, in autocommit: one query checks the
+ * offer (active now, work on sale), the designated device and a balance
+ * that covers the price, and reads what the order needs (with the work's
+ * display data for its steering file); then the insert. The same reads
+ * create_tx makes, none of them locking (the debit checks the balance
+ * again under lock). Nothing found, or the key already used: create_tx
+ * runs and says precisely why (or finds the earlier order). */
+#define CREATE_CHECK_SELECT                                                                      \
+    "SELECT o.work_id, o.license_type, o.duration, o.price, d.jkt, d.account_id, w.title, "      \
+    "w.artist, w.album, w.media_type FROM offers o "                                             \
+    "JOIN catalog_works w ON w.work_id = o.work_id "                                            \
+    "JOIN accounts a ON a.account_id = ? AND a.balance >= o.price "
+#define CREATE_CHECK_WHERE                                                                       \
+    "WHERE o.offer_id = ? AND o.valid_from <= ? AND o.valid_until > ? AND w.available = 1"
+
+/* device_jkt named: any account's registered device (a gift). */
+static const char create_check_named[] = CREATE_CHECK_SELECT
+    "JOIN devices d ON d.jkt = ? " CREATE_CHECK_WHERE;
+/* None named: the buyer's only device. */
+static const char create_check_only[] = CREATE_CHECK_SELECT
+    "JOIN devices d ON d.account_id = a.account_id " CREATE_CHECK_WHERE
+    " AND (SELECT COUNT(*) FROM devices n WHERE n.account_id = a.account_id) = 1";
+
+static sm_status create_fast(sm_db_conn *c, void *argp, sm_error *err)
+{
+    create_args *a = argp;
+    sm_rt_result_clear(a->out);
+    a->found = 0;
+    a->inserted = 0;
+    int64_t now = sm_rt_now(a->ctx);
+    sm_db_rows *rows = NULL;
+    sm_status st;
+    if (a->jkt != NULL)
+        st = sm_db_query(c, create_check_named,
+                         SM_DB_PARAMS(sm_db_uint(a->account_id), sm_db_text(a->jkt),
+                                      sm_db_uint(a->offer_id), sm_db_int(now), sm_db_int(now)),
+                         &rows, err);
+    else
+        st = sm_db_query(c, create_check_only,
+                         SM_DB_PARAMS(sm_db_uint(a->account_id), sm_db_uint(a->offer_id),
+                                      sm_db_int(now), sm_db_int(now)),
+                         &rows, err);
+    int has = 0;
+    char work_id[65] = "", type[10] = "", jkt[44] = "";
+    int64_t duration = 0, price = 0;
+    uint64_t owner = 0;
     rt_order *o = a->ord;
-    memcpy(o->order_id, order_id, sizeof(o->order_id));
-    memcpy(o->req_hash, a->req_hash, 32);
-    snprintf(o->state, sizeof(o->state), "pending");
-    o->offer_id = a->offer_id;
-    snprintf(o->work_id, sizeof(o->work_id), "%s", work_id);
-    o->terms.type = sm_ks_license_type_from_name(type);
-    o->terms.duration = duration;
-    o->price = price;
-    snprintf(o->jkt, sizeof(o->jkt), "%s", jkt);
-    o->gift = owner != a->account_id;
-    o->created_at = now;
-    return SM_OK;
+    order_clear(o);
+    if (st == SM_OK && (st = sm_db_rows_next(rows, &has, err)) == SM_OK && has &&
+        (st = rt_col_copy(rows, 0, work_id, sizeof(work_id), err)) == SM_OK &&
+        (st = rt_col_copy(rows, 1, type, sizeof(type), err)) == SM_OK &&
+        (st = sm_db_col_int(rows, 2, &duration, err)) == SM_OK &&
+        (st = sm_db_col_int(rows, 3, &price, err)) == SM_OK &&
+        (st = rt_col_copy(rows, 4, jkt, sizeof(jkt), err)) == SM_OK &&
+        (st = sm_db_col_uint(rows, 5, &owner, err)) == SM_OK) {
+        o->title = dup_col(rows, 6);
+        o->artist = dup_col(rows, 7);
+        o->album = dup_col(rows, 8);
+        o->media_type = dup_col(rows, 9);
+        o->have_meta = o->title != NULL;
+    }
+    sm_db_rows_free(rows);
+    if (st == SM_OK && has)
+        st = insert_order(c, a, work_id, type, duration, price, jkt, owner != a->account_id, now,
+                          err);
+    if (st == SM_OK && has) {
+        a->inserted = 1;
+        return SM_OK;
+    }
+    order_clear(o);
+    return st == SM_ERR_DUPLICATE ? SM_OK : st; /* the key was used: create_tx finds that order */
 }
 
 /* ---- transitions ------------------------------------------------------------------- */
@@ -438,29 +522,9 @@ static sm_status reload(sm_db_conn *c, step_args *a, sm_error *err)
     return st;
 }
 
-/* The reservation came back: record it and, in the same transaction,
- * debit the wallet (pending -> debited in one commit); a balance that no
- * longer covers the price fails the order instead, nothing debited. The
- * conditional UPDATE both locks the order row and checks its state (one
- * round trip); the account row is locked after it, as everywhere. */
-static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
+/* The reservation as the order now holds it. */
+static sm_status keep_reservation(step_args *a, sm_error *err)
 {
-    step_args *a = argp;
-    a->from = "pending";
-    int64_t now = sm_rt_now(a->ctx);
-    uint64_t claimed = 0;
-    sm_status st = sm_db_exec(c,
-                              "UPDATE orders SET state = 'debited', txn = ?, voucher = ?, "
-                              "wholesale_price = ?, currency = ?, updated_at = ? "
-                              "WHERE order_id = ? AND state = 'pending'",
-                              SM_DB_PARAMS(sm_db_text(a->txn), sm_db_text(a->voucher),
-                                           sm_db_int(a->wholesale), sm_db_text(a->currency),
-                                           sm_db_int(now), sm_db_text(a->ord->order_id)),
-                              &claimed, err);
-    if (st != SM_OK)
-        return st;
-    if (claimed == 0)
-        return reload(c, a, err); /* another request moved it on */
     snprintf(a->ord->txn, sizeof(a->ord->txn), "%s", a->txn);
     free(a->ord->voucher);
     a->ord->voucher = strdup(a->voucher);
@@ -468,6 +532,74 @@ static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
     snprintf(a->ord->currency, sizeof(a->ord->currency), "%s", a->currency);
     if (a->ord->voucher == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    return SM_OK;
+}
+
+/* The common case of reserved_tx in one statement: the order row leaves
+ * pending and the account row pays the price, or neither changes (*done =
+ * 0: the order moved on, or the balance no longer covers the price). */
+static sm_status debit_in_one(sm_db_conn *c, step_args *a, int64_t now, int *done,
+                              sm_error *err)
+{
+    uint64_t changed = 0;
+    *done = 0;
+    sm_status st = sm_db_exec(c,
+                              "UPDATE orders o JOIN accounts a ON a.account_id = ? "
+                              "SET o.state = 'debited', o.txn = ?, o.voucher = ?, "
+                              "o.wholesale_price = ?, o.currency = ?, o.updated_at = ?, "
+                              "a.balance = a.balance - o.price "
+                              "WHERE o.order_id = ? AND o.state = 'pending' AND "
+                              "a.balance >= o.price",
+                              SM_DB_PARAMS(sm_db_uint(a->account_id), sm_db_text(a->txn),
+                                           sm_db_text(a->voucher), sm_db_int(a->wholesale),
+                                           sm_db_text(a->currency), sm_db_int(now),
+                                           sm_db_text(a->ord->order_id)),
+                              &changed, err);
+    if (st != SM_OK || changed == 0)
+        return st;
+    if (changed != 2)
+        return sm_error_set(err, SM_ERR_DB, "order %s: its debit changed %llu rows, not 2",
+                            a->ord->order_id, (unsigned long long)changed);
+    if ((st = rt_wallet_journal_add(c, a->account_id, "order", -a->ord->price, a->ord->order_id,
+                                    NULL, now, err)) != SM_OK ||
+        (st = keep_reservation(a, err)) != SM_OK)
+        return st;
+    snprintf(a->ord->state, sizeof(a->ord->state), "debited");
+    *done = 1;
+    return SM_OK;
+}
+
+/* The reservation came back: record it and, in the same transaction,
+ * debit the wallet (pending -> debited in one commit); a balance that no
+ * longer covers the price fails the order instead, nothing debited. Both
+ * rows are locked by the first UPDATE, the order row before the account
+ * row, as everywhere; the journal entry follows. Only when it changed
+ * nothing (or the price is 0, which changes no balance) do the separate
+ * steps below find out why. */
+static sm_status reserved_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    step_args *a = argp;
+    a->from = "pending";
+    int64_t now = sm_rt_now(a->ctx);
+    int done = 0;
+    sm_status st = a->ord->price > 0 ? debit_in_one(c, a, now, &done, err) : SM_OK;
+    if (st != SM_OK || done)
+        return st;
+    uint64_t claimed = 0;
+    st = sm_db_exec(c,
+                    "UPDATE orders SET state = 'debited', txn = ?, voucher = ?, "
+                    "wholesale_price = ?, currency = ?, updated_at = ? "
+                    "WHERE order_id = ? AND state = 'pending'",
+                    SM_DB_PARAMS(sm_db_text(a->txn), sm_db_text(a->voucher),
+                                 sm_db_int(a->wholesale), sm_db_text(a->currency), sm_db_int(now),
+                                 sm_db_text(a->ord->order_id)),
+                    &claimed, err);
+    if (st != SM_OK)
+        return st;
+    if (claimed == 0)
+        return reload(c, a, err); /* another request moved it on */
+    if ((st = keep_reservation(a, err)) != SM_OK)
+        return st;
     st = rt_wallet_move(c, a->account_id, "order", -a->ord->price, a->ord->order_id, NULL, now,
                         NULL, NULL, err);
     if (st == SM_ERR_STATE) {
@@ -592,6 +724,9 @@ static char *build_steer(const sm_rt_ctx *ctx, sm_db_conn *c, const rt_order *o,
     return text;
 }
 
+/* Runs in autocommit: its UPDATE is the whole transition (it locks the
+ * row and checks the state), so a repeat after an unknown outcome finds
+ * the order completed and takes it as it is. */
 static sm_status complete_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     step_args *a = argp;
@@ -786,7 +921,7 @@ static sm_status step_pay(const sm_rt_ctx *ctx, uint64_t account_id, rt_order *o
             return sm_rt_refuse(out, 502, "keyserver-error", "Key server error",
                                 "the key server's payment answer is malformed");
         }
-        st = rt_run(ctx, complete_tx, &a, out, err);
+        st = rt_run_autocommit(ctx, complete_tx, &a, out, err);
     } else if (!payment_refused_for_good(status, ans)) {
         /* Not one of the key server's definite refusals of this payment
          * (401, 403, 408, 429, another type, no problem body): the outcome
@@ -859,9 +994,11 @@ sm_status sm_rt_order_place(const sm_rt_ctx *ctx, uint64_t account_id, const cha
     snprintf(canon, sizeof(canon), "%llu\n%s", (unsigned long long)offer_id, jkt ? jkt : "");
     rt_order ord;
     memset(&ord, 0, sizeof(ord));
-    create_args a = {ctx, account_id, idem_key, {0}, offer_id, jkt, &ord, 0, out};
+    create_args a = {ctx, account_id, idem_key, {0}, offer_id, jkt, &ord, 0, 0, out};
     sm_rt_sha256(canon, strlen(canon), a.req_hash);
-    sm_status st = rt_run(ctx, create_tx, &a, out, err);
+    sm_status st = rt_run_autocommit(ctx, create_fast, &a, out, err);
+    if (st == SM_OK && !a.inserted)
+        st = rt_run(ctx, create_tx, &a, out, err);
     if (st == SM_OK && out->status < 400) {
         int was_completed = a.found && strcmp(ord.state, "completed") == 0;
         st = drive(ctx, account_id, &ord, out, err);

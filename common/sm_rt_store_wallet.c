@@ -50,6 +50,19 @@ static sm_status lock_balance(sm_db_conn *c, uint64_t account_id, int64_t *balan
     return st;
 }
 
+sm_status rt_wallet_journal_add(sm_db_conn *c, uint64_t account_id, const char *kind,
+                                int64_t amount, const char *order_id, const char *reference,
+                                int64_t now, sm_error *err)
+{
+    return sm_db_exec(c,
+                      "INSERT INTO wallet_journal (account_id, kind, amount, balance_after, "
+                      "order_id, reference, created_at) SELECT account_id, ?, ?, balance, ?, ?, ? "
+                      "FROM accounts WHERE account_id = ?",
+                      SM_DB_PARAMS(sm_db_text(kind), sm_db_int(amount), sm_db_text(order_id),
+                                   sm_db_text(reference), sm_db_int(now), sm_db_uint(account_id)),
+                      NULL, err);
+}
+
 /* Two statements: the conditional UPDATE locks the account row and
  * refuses a debit the balance does not cover; the journal entry reads the
  * new balance from the row it now holds. The CHECK constraints are the
@@ -81,13 +94,7 @@ sm_status rt_wallet_move(sm_db_conn *c, uint64_t account_id, const char *kind, i
         return amount < 0 ? sm_error_set(err, SM_ERR_STATE, "the balance would become negative")
                           : sm_error_set(err, SM_ERR_NOT_FOUND, "account %llu is gone",
                                          (unsigned long long)account_id);
-    st = sm_db_exec(c,
-                    "INSERT INTO wallet_journal (account_id, kind, amount, balance_after, "
-                    "order_id, reference, created_at) SELECT account_id, ?, ?, balance, ?, ?, ? "
-                    "FROM accounts WHERE account_id = ?",
-                    SM_DB_PARAMS(sm_db_text(kind), sm_db_int(amount), sm_db_text(order_id),
-                                 sm_db_text(reference), sm_db_int(now), sm_db_uint(account_id)),
-                    NULL, err);
+    st = rt_wallet_journal_add(c, account_id, kind, amount, order_id, reference, now, err);
     if (st == SM_OK && entry_id != NULL)
         *entry_id = sm_db_insert_id(c);
     if (st == SM_OK && after != NULL)

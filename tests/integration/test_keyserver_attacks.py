@@ -278,6 +278,51 @@ def test_payment_checks(sold):
                    "idempotency-key-reused")
 
 
+def test_sales_refusals_told_apart(env):
+    """Reservations and payments check the caller, the contract and earlier
+    sales in as few queries as they can; when those find nothing, each
+    refusal must still be the precise one."""
+    ks = KeyServer(env)
+    extra = env.pki.issue_client("retailer3")
+    env.httpd.add_vhost_config('KeyServerClientRole retailer "%s"' % extra.subject_dn)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    body = {"reservation_ref": "ref-" + uuid.uuid4().hex, "work_id": cat.work_id,
+            "license": {"type": "purchase"}, "jkt": device.jkt}
+    # The role, but never registered: refused before anything else.
+    stranger = env.client("retailer3")
+    assert_problem(stranger.post("/v1/reservations", json=body), 403, "not-registered")
+    assert_problem(stranger.post("/v1/payments", json={
+        "txn": reservation["txn"], "payment_ref": "p-x", "amount": 199, "currency": "EUR"}),
+        403, "not-registered")
+    assert_problem(stranger.post("/v1/payments", json={
+        "txn": "no-such-txn", "payment_ref": "p-x", "amount": 199, "currency": "EUR"}),
+        403, "not-registered")
+    first = ks.client("retailer1").post_json("/v1/reservations", body, expect=201)
+    paid = cat.pay(first, ref="pay-once")
+    # A repeated payment gets the first answer; an unknown txn is unknown.
+    assert cat.pay(first, ref="pay-once", expect=200)["payment_token"] == paid["payment_token"]
+    assert_problem(ks.client("retailer1").post("/v1/payments", json={
+        "txn": "no-such-txn", "payment_ref": "p-y", "amount": 199, "currency": "EUR"}), 404,
+        "unknown-transaction")
+    # The contract ends: a repeat of the reservation still gets its first
+    # answer, the same reference for another sale is a reuse, a new one
+    # finds no contract.
+    ks.query("UPDATE contracts SET valid_until = 1")
+    assert ks.client("retailer1").post_json("/v1/reservations", body, expect=200) == first
+    assert_problem(ks.client("retailer1").post("/v1/reservations",
+                                               json=dict(body, jkt=Device().jkt)), 409,
+                   "idempotency-key-reused")
+    assert_problem(ks.client("retailer1").post("/v1/reservations",
+                                               json=dict(body, reservation_ref="ref-new")), 403,
+                   "no-contract")
+    assert ks.query("SELECT COUNT(*) FROM transactions WHERE reservation_ref = '%s'"
+                    % body["reservation_ref"]) == [("1",)]
+    assert ks.query("SELECT COUNT(*) FROM payments WHERE txn = '%s'" % first["txn"]) == [("1",)]
+
+
 def test_sql_metacharacters(env):
     ks = KeyServer(env)
     env.httpd.start()

@@ -86,6 +86,89 @@ def test_order_refusals(env):
     assert shop.query("SELECT COUNT(*) FROM orders") == [("0",)]
 
 
+def test_order_refusals_after_the_one_query_finds_nothing(env):
+    """A new order is checked by one query (offer, device, balance); when it
+    finds nothing, the refusal must still name what was wrong."""
+    shop, cat, offer = shop_with_offer(env)
+    buyer, dev, email = shop.new_buyer(points=1000)
+    # Two devices and none named: which one is meant?
+    second = Device()
+    buyer.json("POST", "/v1/devices", {"name": "second", "jwk": json.loads(
+        second.key.export_public())}, expect=201)
+    doc = assert_problem(buyer.post("/v1/orders", json={"offer_id": offer["offer_id"]},
+                                    headers={"Idempotency-Key": "two"}), 400, "invalid-request")
+    assert "several devices" in doc["detail"]
+    # Naming one of them works, and an own device is no gift.
+    order = shop.order(buyer, offer["offer_id"], device_jkt=second.jkt)
+    assert order["gift"] is False and order["device_jkt"] == second.jkt
+    # An offer not on sale yet, and a work no longer sold.
+    now = int(time.time())
+    later = shop.offer(cat.work_id, 300, valid_from=now + 3600, valid_until=now + 7200)
+    doc = assert_problem(buyer.post("/v1/orders", json={"offer_id": later["offer_id"],
+                                                        "device_jkt": dev.jkt},
+                                    headers={"Idempotency-Key": "later"}), 404, "unknown-offer")
+    assert str(later["offer_id"]) in doc["detail"]
+    shop.query("UPDATE catalog_works SET available = 0 WHERE work_id = '%s'" % cat.work_id)
+    assert_problem(buyer.post("/v1/orders", json={"offer_id": offer["offer_id"],
+                                                  "device_jkt": dev.jkt},
+                              headers={"Idempotency-Key": "gone"}), 404, "unknown-offer")
+    shop.query("UPDATE catalog_works SET available = 1 WHERE work_id = '%s'" % cat.work_id)
+    assert shop.balance(buyer) == 750
+    # Too few points: the detail gives the price and the balance.
+    shop.query("UPDATE accounts SET balance = 100 WHERE email = '%s'" % email)
+    doc = assert_problem(buyer.post("/v1/orders", json={"offer_id": offer["offer_id"],
+                                                        "device_jkt": dev.jkt},
+                                    headers={"Idempotency-Key": "poor"}), 402,
+                         "insufficient-funds")
+    assert "250 points" in doc["detail"] and "balance is 100" in doc["detail"]
+    # The key of the completed order, for another device: reused, even
+    # though the balance no longer covers the offer.
+    assert_problem(buyer.post("/v1/orders", json={"offer_id": offer["offer_id"],
+                                                  "device_jkt": dev.jkt},
+                              headers={"Idempotency-Key": order_key(shop, order)}), 409,
+                   "idempotency-key-reused")
+    # Its repeat still answers the completed order.
+    again = buyer.post("/v1/orders", json={"offer_id": offer["offer_id"],
+                                           "device_jkt": second.jkt},
+                       headers={"Idempotency-Key": order_key(shop, order)})
+    assert again.status_code == 200 and again.json()["order_id"] == order["order_id"]
+    assert shop.query("SELECT COUNT(*) FROM orders") == [("1",)]
+
+
+def order_key(shop, order):
+    (key,), = shop.query("SELECT idempotency_key FROM orders WHERE order_id = '%s'"
+                         % order["order_id"])
+    return key
+
+
+def test_pending_order_the_balance_no_longer_covers_fails(env):
+    """The debit is one statement that moves the order and the balance
+    together; when it changes nothing because the balance fell short since
+    the order was created, the order fails without a debit."""
+    shop, cat, offer = shop_with_offer(env)
+    buyer, dev, email = shop.new_buyer(points=1000)
+    key = "pending-" + uuid.uuid4().hex[:8]
+    req = hashlib.sha256(("%d\n" % offer["offer_id"]).encode()).hexdigest()
+    (account_id,), = shop.query("SELECT account_id FROM accounts WHERE email = '%s'" % email)
+    now = int(time.time())
+    shop.env.db.execute(
+        "INSERT INTO orders (order_id, account_id, idempotency_key, request_sha256, state, "
+        "offer_id, work_id, license_type, duration, price, device_jkt, gift, created_at, "
+        "updated_at) SELECT 'p%s', %s, '%s', UNHEX('%s'), 'pending', offer_id, work_id, "
+        "'purchase', 0, price, '%s', 0, %d, %d FROM offers WHERE offer_id = %d;"
+        "UPDATE accounts SET balance = 100 WHERE account_id = %s;"
+        "UPDATE wallet_journal SET balance_after = 100, amount = 100 WHERE account_id = %s"
+        % (uuid.uuid4().hex[:25], account_id, key, req, dev.jkt, now, now, offer["offer_id"],
+           account_id, account_id), shop.db.name)
+    doc = shop.order(buyer, offer["offer_id"], key=key, expect=402)
+    assert doc["type"].endswith("/insufficient-funds") and "no longer covers" in doc["detail"]
+    assert shop.balance(buyer) == 100 and journal_consistent(shop, email) == 100
+    assert shop.query("SELECT state FROM orders WHERE idempotency_key = '%s'" % key) == \
+        [("failed",)]
+    # The unpaid reservation stays unpaid.
+    assert shop.ks.query("SELECT COUNT(*) FROM payments") == [("0",)]
+
+
 def test_key_server_refuses_the_sale(env):
     """The contract ended after the sync: the reservation is refused, the
     order fails without a debit, and a repeat answers the same."""

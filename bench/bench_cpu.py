@@ -1,0 +1,40 @@
+"""CPU time of the servers under test, shared by the benches: utime + stime
+from /proc/<pid>/stat of httpd (master and children) and mariadbd. Unlike a
+rate, the CPU time spent per request hardly moves with other load on the
+machine, so it is the figure to judge a change by on a shared machine."""
+
+import os
+
+
+def cpu_ticks(pids):
+    """utime + stime (clock ticks) of each pid still running."""
+    out = {}
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[pid] = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+class CpuMeter:
+    """CPU time of the servers (httpd master and children, mariadbd)
+    between start() and stop(), in ms. A child that exits in between is
+    not counted (httpd's children live for the whole run here)."""
+
+    def __init__(self, httpd, db):
+        self.httpd, self.db = httpd, db
+
+    def _pids(self):
+        return {"httpd": list(self.httpd.pids()), "mariadbd": [self.db.pid]}
+
+    def start(self):
+        self.before = {k: cpu_ticks(v) for k, v in self._pids().items()}
+
+    def stop(self):
+        hz = os.sysconf("SC_CLK_TCK")
+        after = {k: cpu_ticks(v) for k, v in self._pids().items()}
+        return {k: 1000.0 * sum(t - self.before[k].get(pid, 0) for pid, t in after[k].items()) / hz
+                for k in after}
