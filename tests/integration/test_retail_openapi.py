@@ -29,7 +29,7 @@ def module_routes():
     with open(path) as f:
         text = f.read()
     routes = set()
-    for methods, pattern in re.findall(r'\{"([A-Z,]+)", "(/[^"]*)", rt_handle_\w+\}', text):
+    for methods, pattern in re.findall(r'\{"([A-Z,]+)", "(/[^"]*)", rt_handle_\w+,', text):
         for m in methods.split(","):
             if m != "HEAD":
                 routes.add((m.lower(), pattern))
