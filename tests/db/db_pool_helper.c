@@ -5,6 +5,7 @@
  *   db_pool_helper basic        statements, types, errors, transactions
  *   db_pool_helper deadlock     two threads deadlock; the retry saves both
  *   db_pool_helper fairness     waiters served in arrival order, no barging
+ *   db_pool_helper midresult    an error inside a result leaves no connection out of step
  *   db_pool_helper exhausted    every connection busy -> unavailable
  *   db_pool_helper unavailable  the server is down -> unavailable
  *   db_pool_helper interactive  one pool; each stdin line "query" prints the
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sm_db.h"
@@ -265,6 +267,49 @@ static void modes(void)
     sm_db_pool_free(pool);
 }
 
+/* --- errors inside a result ----------------------------------------------------- */
+
+/* A statement that fails after its result began (INSERT ... RETURNING
+ * meeting a duplicate key) must not leave its connection out of step:
+ * the next statement, on the same pool, answers at once. */
+static void midresult(void)
+{
+    sm_db_config cfg = config_from_env();
+    cfg.pool_size = 1;
+    cfg.read_timeout_s = 5; /* a connection out of step would wait this long */
+    sm_db_pool *pool = pool_new(&cfg);
+    sm_db_conn *c;
+    sm_db_rows *rows = NULL;
+    sm_error err;
+    int has = 0;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_exec(c, "DROP TABLE IF EXISTS t_mid", NULL, 0, NULL, &err), &err);
+    MUST(sm_db_exec(c, "CREATE TABLE t_mid (id INT PRIMARY KEY) ENGINE=InnoDB", NULL, 0, NULL,
+                    &err),
+         &err);
+    MUST(sm_db_exec(c, "INSERT INTO t_mid VALUES (1)", NULL, 0, NULL, &err), &err);
+    sm_status st = sm_db_query(c, "INSERT INTO t_mid VALUES (?) RETURNING id",
+                               SM_DB_PARAMS(sm_db_int(1)), &rows, &err);
+    if (st == SM_OK) {
+        st = sm_db_rows_next(rows, &has, &err);
+        sm_db_rows_free(rows);
+    }
+    CHECK(st == SM_ERR_DUPLICATE, "duplicate through RETURNING: %s %s", sm_status_name(st),
+          err.message);
+    sm_db_release(c);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_query(c, "SELECT COUNT(*) FROM t_mid", NULL, 0, &rows, &err), &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    sm_db_rows_free(rows);
+    sm_db_release(c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(s < 2.0, "the next statement took %.1f s", s);
+    sm_db_pool_free(pool);
+}
+
 /* --- fairness ------------------------------------------------------------------ */
 
 typedef struct fair_arg {
@@ -508,6 +553,8 @@ int main(int argc, char **argv)
         modes();
     else if (strcmp(what, "fairness") == 0)
         fairness();
+    else if (strcmp(what, "midresult") == 0)
+        midresult();
     else if (strcmp(what, "deadlock") == 0)
         deadlock();
     else if (strcmp(what, "exhausted") == 0)
@@ -517,7 +564,7 @@ int main(int argc, char **argv)
     else if (strcmp(what, "interactive") == 0)
         interactive();
     else {
-        fprintf(stderr, "usage: db_pool_helper basic|modes|fairness|deadlock|exhausted|unavailable|interactive\n");
+        fprintf(stderr, "usage: db_pool_helper basic|modes|fairness|midresult|deadlock|exhausted|unavailable|interactive\n");
         return 2;
     }
     if (failures != 0)

@@ -28,7 +28,7 @@ def run_helper(database, scenario):
     return result.stdout
 
 
-@pytest.mark.parametrize("scenario", ["basic", "modes", "fairness", "deadlock", "exhausted"])
+@pytest.mark.parametrize("scenario", ["basic", "modes", "fairness", "midresult", "deadlock", "exhausted"])
 def test_pool(env, scenario):
     run_helper(env.role_database("mediastore"), scenario)
 
