@@ -296,6 +296,21 @@ static void midresult(void)
     }
     CHECK(st == SM_ERR_DUPLICATE, "duplicate through RETURNING: %s %s", sm_status_name(st),
           err.message);
+    /* The same inside a transaction, from a SELECT, then a statement on
+     * the same connection. */
+    MUST(sm_db_begin(c, &err), &err);
+    st = sm_db_query(c, "INSERT INTO t_mid (id) SELECT ? FROM DUAL WHERE ? > 0 RETURNING id",
+                     SM_DB_PARAMS(sm_db_int(1), sm_db_int(1)), &rows, &err);
+    if (st == SM_OK) {
+        st = sm_db_rows_next(rows, &has, &err);
+        sm_db_rows_free(rows);
+    }
+    CHECK(st == SM_ERR_DUPLICATE, "duplicate through INSERT SELECT RETURNING: %s %s",
+          sm_status_name(st), err.message);
+    st = sm_db_exec(c, "INSERT INTO t_mid VALUES (2)", NULL, 0, NULL, &err);
+    CHECK(st == SM_OK, "next statement in the transaction: %s %s", sm_status_name(st),
+          err.message);
+    sm_db_rollback(c);
     sm_db_release(c);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
