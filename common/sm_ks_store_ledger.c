@@ -244,6 +244,40 @@ static sm_status seal_all(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint
     return SM_OK;
 }
 
+/* The head, locked, and whether a license entry is queued, in one round
+ * trip: the lock is held until COMMIT and every append waits for it, so
+ * each round trip under it counts. The queue is read with the lock's
+ * locking read, as seal_all's would (committed entries, current state);
+ * when nothing is queued, the append needs no other read. */
+static sm_status lock_head_for_append(sm_db_conn *c, uint64_t *seq,
+                                      uint8_t hash[SM_KS_LEDGER_HASH_LEN], int *any_queued,
+                                      sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    size_t len = 0;
+    int64_t any = 1;
+    *any_queued = 1;
+    sm_status st = sm_db_query(c,
+                               "SELECT h.seq, h.hash, EXISTS (SELECT 1 FROM licenses "
+                               "WHERE chained = 0) FROM ledger_head h WHERE h.id = 1 FOR UPDATE",
+                               NULL, 0, &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &has, err);
+    if (st == SM_OK) {
+        const char *h = has ? sm_db_col_text(rows, 1, &len) : NULL;
+        if (!has || h == NULL || len != SM_KS_LEDGER_HASH_LEN)
+            st = sm_error_set(err, SM_ERR_DB, "the ledger head row is missing or damaged");
+        else if ((st = sm_db_col_uint(rows, 0, seq, err)) == SM_OK &&
+                 (st = sm_db_col_int(rows, 2, &any, err)) == SM_OK)
+            memcpy(hash, h, SM_KS_LEDGER_HASH_LEN);
+    }
+    sm_db_rows_free(rows);
+    /* Anything but a clear 0 means: look (seal_all finds what there is). */
+    *any_queued = any != 0;
+    return st;
+}
+
 static sm_status write_head(sm_db_conn *c, uint64_t seq, const uint8_t head[SM_KS_LEDGER_HASH_LEN],
                             sm_error *err)
 {
@@ -257,12 +291,13 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
 {
     uint64_t seq = 0, sealed = 0;
     uint8_t head[SM_KS_LEDGER_HASH_LEN];
+    int any_queued = 0;
     /* The head row is the ledger's single writer lock: taken last in every
      * transaction (after the rows of the event), it orders all appends.
      * Entries queued by events this transaction can see go first, so the
      * chain keeps the order in which things happened. */
-    sm_status st = read_head(c, 1, &seq, head, err);
-    if (st == SM_OK)
+    sm_status st = lock_head_for_append(c, &seq, head, &any_queued, err);
+    if (st == SM_OK && any_queued)
         st = seal_all(c, ctx, 1, &seq, head, &sealed, err);
     if (st != SM_OK)
         return st;
