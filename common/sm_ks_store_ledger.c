@@ -197,7 +197,8 @@ static sm_status insert_chained(sm_db_conn *c, const queued *q, size_t n, sm_err
 
 /* Chains one batch of queued entries after (*seq, head) with the head row
  * locked; *n_out entries were chained (SEAL_BATCH: there may be more). The
- * caller writes the head row. */
+ * head row follows the inserted rows (trigger ledger_head_follows, schema
+ * version 3). */
 static sm_status seal_batch(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint64_t *seq,
                             uint8_t head[SM_KS_LEDGER_HASH_LEN], size_t *n_out, sm_error *err)
 {
@@ -278,14 +279,6 @@ static sm_status lock_head_for_append(sm_db_conn *c, uint64_t *seq,
     return st;
 }
 
-static sm_status write_head(sm_db_conn *c, uint64_t seq, const uint8_t head[SM_KS_LEDGER_HASH_LEN],
-                            sm_error *err)
-{
-    return sm_db_exec(c, "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1",
-                      SM_DB_PARAMS(sm_db_uint(seq), sm_db_blob(head, SM_KS_LEDGER_HASH_LEN)),
-                      NULL, err);
-}
-
 sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *type,
                               const char *txn, json_t *data, uint64_t *seq_out, sm_error *err)
 {
@@ -314,8 +307,6 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
                                  sm_db_text(txn)),
                     NULL, err);
     free(text);
-    if (st == SM_OK)
-        st = write_head(c, seq, head, err);
     if (st == SM_OK && ctx->checkpoint_every > 0 && seq % ctx->checkpoint_every == 0)
         st = store_checkpoint(c, ctx, seq, head, NULL, err);
     if (st == SM_OK && seq_out != NULL)
@@ -343,8 +334,6 @@ static sm_status seal_tx(sm_db_conn *c, void *argp, sm_error *err)
         return SM_OK;
     if (st == SM_OK)
         st = seal_batch(c, a->ctx, 0, &seq, head, &a->sealed, err);
-    if (st == SM_OK && a->sealed > 0)
-        st = write_head(c, seq, head, err);
     return st;
 }
 
@@ -398,8 +387,6 @@ static sm_status checkpoint_tx(sm_db_conn *c, void *argp, sm_error *err)
     sm_status st = read_head(c, 1, &seq, head, err);
     if (st == SM_OK)
         st = seal_all(c, a->ctx, 0, &seq, head, &sealed, err);
-    if (st == SM_OK && sealed > 0)
-        st = write_head(c, seq, head, err);
     if (st != SM_OK)
         return st;
     if (seq == 0)

@@ -189,6 +189,10 @@ def test_queued_license_entries(env, sm_workspace):
     last = json.loads(ks.query("SELECT data FROM ledger WHERE seq = 17")[0][0])
     assert last == {"txn": reservation["txn"], "work_id": cat.work_id, "jkt": device.jkt,
                     "activation": 13}
+    # The head row follows the last entry, however it was inserted (one by
+    # one in appends, in batches by sealers): trigger ledger_head_follows.
+    assert ks.query("SELECT seq, HEX(hash) FROM ledger_head") == \
+        ks.query("SELECT seq, HEX(hash) FROM ledger ORDER BY seq DESC LIMIT 1")
 
 
 def test_spent_proof_ids_are_purged(env):
