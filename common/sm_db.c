@@ -981,3 +981,33 @@ sm_status sm_db_transaction(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_erro
         return st;
     }
 }
+
+sm_status sm_db_autocommit(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_error *err)
+{
+    int reconnected = 0;
+    for (unsigned attempt = 1;; attempt++) {
+        sm_db_conn *c;
+        sm_status st = acquire(pool, 0, &c, err);
+        if (st != SM_OK)
+            return st;
+        st = fn(c, arg, err);
+        int lost = st == SM_ERR_UNAVAILABLE && c->broken;
+        sm_db_release(c);
+        if (st == SM_OK)
+            return SM_OK;
+        if (st == SM_ERR_CONFLICT && attempt < pool->cfg.tx_max_attempts) {
+            pthread_mutex_lock(&pool->lock);
+            pool->stats.retries++;
+            pthread_mutex_unlock(&pool->lock);
+            backoff(attempt);
+            continue;
+        }
+        /* A pooled connection found dead (server restart): once more on a
+         * fresh one; fn is safe to repeat. */
+        if (lost && !reconnected) {
+            reconnected = 1;
+            continue;
+        }
+        return st;
+    }
+}

@@ -172,6 +172,13 @@ typedef sm_status (*sm_db_tx_fn)(sm_db_conn *conn, void *arg, sm_error *err);
  * to repeat the request (idempotency keys, unique inserts). */
 sm_status sm_db_transaction(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_error *err);
 
+/* Runs fn on a pooled connection outside a transaction: each statement
+ * commits on its own. For bodies of one write, or whose writes are each
+ * safe alone. Retried like sm_db_transaction (SM_ERR_CONFLICT with
+ * backoff, once more when the connection was lost), so fn must be safe to
+ * run again after a partial run (conditional updates, unique inserts). */
+sm_status sm_db_autocommit(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_error *err);
+
 /* Pool statistics, for tests and status pages. */
 typedef struct sm_db_pool_stats {
     unsigned open;       /* connections currently open (idle + in use) */

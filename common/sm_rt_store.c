@@ -3,14 +3,12 @@
 /* Retail store: shared helpers, accounts, API tokens, the login rate
  * limit and devices (sm_rt_store.h). */
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "sm_jose.h"
 #include "sm_json.h"
@@ -77,51 +75,17 @@ sm_status rt_run(const sm_rt_ctx *ctx, sm_db_tx_fn fn, void *arg, sm_rt_result *
     return st;
 }
 
-/* 5..(20 << attempt) ms, random: two statements that deadlocked do not
- * meet again in lockstep. */
-static void autocommit_backoff(unsigned attempt)
-{
-    unsigned char r[2] = {0, 0};
-    (void)RAND_bytes(r, sizeof(r));
-    unsigned span = 20u << (attempt < 5 ? attempt : 5);
-    unsigned ms = 5 + (((unsigned)r[0] << 8 | r[1]) % span);
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-#define AUTOCOMMIT_ATTEMPTS 5u
-
 sm_status rt_run_autocommit(const sm_rt_ctx *ctx, sm_db_tx_fn fn, void *arg, sm_rt_result *out,
                             sm_error *err)
 {
     if (ctx->db == NULL)
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "the database is not configured");
-    int reconnected = 0;
-    for (unsigned attempt = 1;; attempt++) {
-        sm_db_conn *c = NULL;
-        sm_status st = sm_db_acquire(ctx->db, &c, err);
-        if (st != SM_OK)
-            return st;
-        st = fn(c, arg, err);
-        sm_db_release(c);
-        if (st == RT_REFUSED && out->status >= 400)
-            return SM_OK;
-        if (st == SM_OK)
-            return SM_OK;
+    sm_status st = sm_db_autocommit(ctx->db, fn, arg, err);
+    if (st == RT_REFUSED && out->status >= 400)
+        return SM_OK;
+    if (st != SM_OK)
         sm_rt_result_clear(out);
-        if (st == SM_ERR_CONFLICT && attempt < AUTOCOMMIT_ATTEMPTS) {
-            autocommit_backoff(attempt);
-            continue;
-        }
-        /* The bodies are safe to repeat after an unknown outcome (a
-         * pooled connection found dead by the first statement): once. */
-        if (st == SM_ERR_UNAVAILABLE && !reconnected) {
-            reconnected = 1;
-            continue;
-        }
-        return st;
-    }
+    return st;
 }
 
 sm_status rt_bad_request(sm_rt_result *out, const sm_error *e)

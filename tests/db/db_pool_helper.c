@@ -258,6 +258,15 @@ static void modes(void)
     MUST(insert_named(c, (void *)"plain2", &err), &err);
     sm_db_release(c);
     CHECK(count_modes(other) == 4, "rows: tx1, plain, tx2, plain2");
+    /* Outside a transaction each statement stands alone: a body that
+     * refuses after its insert keeps the insert. */
+    MUST(sm_db_autocommit(pool, insert_named, (void *)"auto", &err), &err);
+    st = sm_db_autocommit(pool, refuse_after_insert, (void *)"auto2", &err);
+    CHECK(st == SM_ERR_STATE, "refusal passed through: %s", sm_status_name(st));
+    CHECK(count_modes(other) == 6, "autocommit rows committed one by one");
+    /* And a transaction after them still rolls back as a whole. */
+    st = sm_db_transaction(pool, refuse_after_insert, (void *)"refused2", &err);
+    CHECK(st == SM_ERR_STATE && count_modes(other) == 6, "rolled back after autocommit use");
 
     sm_db_pool_stats stats;
     sm_db_pool_get_stats(pool, &stats);
