@@ -941,16 +941,25 @@ static void backoff(unsigned attempt)
     }
 }
 
-sm_status sm_db_transaction(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_error *err)
+/* fn on pooled connections until it succeeds or fails for good: again
+ * after SM_ERR_CONFLICT (deadlock, lock wait timeout), with a backoff, up
+ * to tx_max_attempts; once more on a fresh connection when the one it had
+ * was lost before a COMMIT was sent (a server restart: in a transaction
+ * nothing was committed; outside one, fn is safe to repeat). In a
+ * transaction (sm_db_begin ... COMMIT) when tx. */
+static sm_status run_retried(sm_db_pool *pool, int tx, sm_db_tx_fn fn, void *arg,
+                             sm_error *err)
 {
     int reconnected = 0;
     for (unsigned attempt = 1;; attempt++) {
         sm_db_conn *c;
-        sm_status st = acquire(pool, 1, &c, err);
+        sm_status st = acquire(pool, tx, &c, err);
         if (st != SM_OK)
             return st;
-        st = sm_db_begin(c, err);
-        if (st == SM_OK) {
+        c->commit_sent = 0;
+        if (!tx) {
+            st = fn(c, arg, err);
+        } else if ((st = sm_db_begin(c, err)) == SM_OK) {
             st = fn(c, arg, err);
             if (st == SM_OK)
                 st = sm_db_commit(c, err);
@@ -961,53 +970,25 @@ sm_status sm_db_transaction(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_erro
         sm_db_release(c);
         if (st == SM_OK)
             return SM_OK;
-        if (st == SM_ERR_CONFLICT && attempt < pool->cfg.tx_max_attempts) {
-            pthread_mutex_lock(&pool->lock);
-            pool->stats.retries++;
-            pthread_mutex_unlock(&pool->lock);
+        int again = st == SM_ERR_CONFLICT && attempt < pool->cfg.tx_max_attempts;
+        if (!again && lost_before_commit && !reconnected)
+            again = reconnected = 1;
+        if (!again)
+            return st;
+        pthread_mutex_lock(&pool->lock);
+        pool->stats.retries++;
+        pthread_mutex_unlock(&pool->lock);
+        if (st == SM_ERR_CONFLICT)
             backoff(attempt);
-            continue;
-        }
-        /* A pooled connection can die between the health check and the
-         * first statement (server restart): nothing was committed, so one
-         * more go on a fresh connection is safe. */
-        if (lost_before_commit && !reconnected) {
-            reconnected = 1;
-            pthread_mutex_lock(&pool->lock);
-            pool->stats.retries++;
-            pthread_mutex_unlock(&pool->lock);
-            continue;
-        }
-        return st;
     }
+}
+
+sm_status sm_db_transaction(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_error *err)
+{
+    return run_retried(pool, 1, fn, arg, err);
 }
 
 sm_status sm_db_autocommit(sm_db_pool *pool, sm_db_tx_fn fn, void *arg, sm_error *err)
 {
-    int reconnected = 0;
-    for (unsigned attempt = 1;; attempt++) {
-        sm_db_conn *c;
-        sm_status st = acquire(pool, 0, &c, err);
-        if (st != SM_OK)
-            return st;
-        st = fn(c, arg, err);
-        int lost = st == SM_ERR_UNAVAILABLE && c->broken;
-        sm_db_release(c);
-        if (st == SM_OK)
-            return SM_OK;
-        if (st == SM_ERR_CONFLICT && attempt < pool->cfg.tx_max_attempts) {
-            pthread_mutex_lock(&pool->lock);
-            pool->stats.retries++;
-            pthread_mutex_unlock(&pool->lock);
-            backoff(attempt);
-            continue;
-        }
-        /* A pooled connection found dead (server restart): once more on a
-         * fresh one; fn is safe to repeat. */
-        if (lost && !reconnected) {
-            reconnected = 1;
-            continue;
-        }
-        return st;
-    }
+    return run_retried(pool, 0, fn, arg, err);
 }
