@@ -247,9 +247,12 @@ static sm_status seal_all(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint
 
 /* The head, locked, and whether a license entry is queued, in one round
  * trip: the lock is held until COMMIT and every append waits for it, so
- * each round trip under it counts. The queue is read with the lock's
- * locking read, as seal_all's would (committed entries, current state);
- * when nothing is queued, the append needs no other read. */
+ * each round trip under it counts. The queue check is a locking read of
+ * its own (FOR UPDATE on the outer query does not reach a subquery, which
+ * would otherwise read the transaction's snapshot, older than a license
+ * committed while this transaction waited for a row lock); it sees the
+ * committed queue as seal_all's read does. When nothing is queued, the
+ * append needs no other read. */
 static sm_status lock_head_for_append(sm_db_conn *c, uint64_t *seq,
                                       uint8_t hash[SM_KS_LEDGER_HASH_LEN], int *any_queued,
                                       sm_error *err)
@@ -261,7 +264,8 @@ static sm_status lock_head_for_append(sm_db_conn *c, uint64_t *seq,
     *any_queued = 1;
     sm_status st = sm_db_query(c,
                                "SELECT h.seq, h.hash, EXISTS (SELECT 1 FROM licenses "
-                               "WHERE chained = 0) FROM ledger_head h WHERE h.id = 1 FOR UPDATE",
+                               "WHERE chained = 0 LIMIT 1 LOCK IN SHARE MODE) "
+                               "FROM ledger_head h WHERE h.id = 1 FOR UPDATE",
                                NULL, 0, &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, &has, err);

@@ -16,6 +16,7 @@
 #include "sm_ks_license.h"
 #include "sm_ks_store_int.h"
 #include "sm_ks_tokens.h"
+#include "sm_secmem.h"
 
 #define LICENSE_BODY_VOUCHER_MAX SM_JOSE_MAX_TOKEN
 
@@ -396,6 +397,8 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     if (st == SM_OK)
         st = ks_run(ctx, license_tx, &a, out, err);
     sm_jwe_sealer_free(sealer);
+    if (delivery != NULL) /* a bearer token, unused when refused */
+        sm_wipe(delivery, strlen(delivery));
     free(delivery);
     sm_jwk_free(device_key);
     if (st == SM_OK && a.spend_proof)

@@ -519,6 +519,17 @@ class MariaDB:
             argv.append("--database=" + database)
         return argv
 
+    def open_session(self, database=None):
+        """A root client session kept open (stdin/stdout pipes, unbuffered),
+        for tests that hold locks while requests run. Write statements to
+        .stdin (flush), read result lines from .stdout; close stdin and
+        wait() to end it."""
+        proc = subprocess.Popen(self._client(database) + ["--unbuffered"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        REGISTRY.add(proc.pid, "mariadb client session")
+        return proc
+
     def _run_client(self, argv, sql, what):
         result = subprocess.run(argv, input=sql, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, timeout=120)

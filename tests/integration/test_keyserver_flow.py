@@ -195,6 +195,43 @@ def test_queued_license_entries(env, sm_workspace):
         ks.query("SELECT seq, HEX(hash) FROM ledger ORDER BY seq DESC LIMIT 1")
 
 
+def test_append_chains_licenses_committed_while_it_waited(env, sm_workspace):
+    """An event's ledger append chains first every license committed before
+    it, also one committed while the event's transaction waited, after its
+    snapshot was taken (FORMATS.md §7.5): the queue check is a locking
+    read. Here a retailer's revocation (which reads the retailer row first)
+    waits for the ledger head, which a session holds in share mode (so no
+    sealer runs either); meanwhile a license of another sale commits."""
+    from concurrent.futures import ThreadPoolExecutor
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    refunded, licensed = cat.sold(device), cat.sold(device)
+    hold = env.db.open_session(ks.db.name)
+    try:
+        hold.stdin.write("BEGIN; SELECT seq FROM ledger_head WHERE id = 1 LOCK IN SHARE MODE;\n")
+        hold.stdin.flush()
+        assert hold.stdout.readline().strip().isdigit()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            revocation = pool.submit(lambda: cat.retailer.post("/v1/revocations", json={
+                "kind": "transaction", "subject": refunded["txn"], "reason": "refund"}))
+            time.sleep(1.0)
+            assert not revocation.done(), revocation.result().text
+            r = request_license(ks, device, licensed["voucher"])
+            assert r.status_code == 200, r.text
+            hold.stdin.write("COMMIT;\n")
+            hold.stdin.flush()
+            assert revocation.result(timeout=30).status_code == 201
+    finally:
+        hold.stdin.close()
+        hold.wait(timeout=30)
+    ks.ledger_settled()
+    order = [(t, txn) for t, txn in ks.query("SELECT type, txn FROM ledger ORDER BY seq")]
+    assert order.index(("license", licensed["txn"])) < \
+        order.index(("revocation", refunded["txn"])), order
+
+
 def test_spent_proof_ids_are_purged(env):
     ks = KeyServer(env)
     env.httpd.start()
