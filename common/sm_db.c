@@ -354,10 +354,13 @@ static sm_status conn_open(sm_db_pool *p, sm_db_conn **out, sm_error *err)
     my_bool off = 0;
     unsigned int ct = p->cfg.connect_timeout_s, rt = p->cfg.read_timeout_s,
                  wt = p->cfg.write_timeout_s;
-    /* The lock wait timeout is a number from our own config, not input. */
-    char init[96];
+    /* The lock wait timeout is a number from our own config, not input.
+     * autocommit = 1 explicitly: a server whose default is 0 would
+     * otherwise leave plain writes uncommitted (implicit_begin starts 0). */
+    char init[128];
     snprintf(init, sizeof(init),
-             "SET SESSION innodb_lock_wait_timeout = %u, SESSION sql_mode = 'TRADITIONAL'",
+             "SET SESSION innodb_lock_wait_timeout = %u, SESSION sql_mode = 'TRADITIONAL', "
+             "SESSION autocommit = 1",
              p->cfg.lock_wait_timeout_s);
     mysql_optionsv(c->mysql, MYSQL_OPT_RECONNECT, &off);
     mysql_optionsv(c->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &ct);

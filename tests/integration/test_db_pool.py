@@ -33,6 +33,18 @@ def test_pool(env, scenario):
     run_helper(env.role_database("mediastore"), scenario)
 
 
+def test_plain_writes_commit_when_the_server_default_is_autocommit_off(env):
+    """A server configured with autocommit off by default: sm_db's sessions
+    set it on at connect, so plain writes still commit on their own (the
+    "modes" scenario checks them from a second session)."""
+    database = env.role_database("mediastore")
+    env.db.execute("SET GLOBAL autocommit = 0")
+    try:
+        run_helper(database, "modes")
+    finally:
+        env.db.execute("SET GLOBAL autocommit = 1")
+
+
 def test_unreachable_database_is_unavailable(env):
     database = env.role_database("mediastore")
     env.db.stop()
