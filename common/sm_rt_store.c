@@ -62,12 +62,15 @@ sm_status rt_refuse_tx(sm_rt_result *out, int status, const char *slug, const ch
     return RT_REFUSED;
 }
 
-sm_status rt_run(const sm_rt_ctx *ctx, sm_db_tx_fn fn, void *arg, sm_rt_result *out,
-                 sm_error *err)
+/* fn through runner (a transaction, or autocommit); a refusal the body
+ * recorded in out is the answer, any other failure clears out. */
+static sm_status run_with(sm_status (*runner)(sm_db_pool *, sm_db_tx_fn, void *, sm_error *),
+                          const sm_rt_ctx *ctx, sm_db_tx_fn fn, void *arg, sm_rt_result *out,
+                          sm_error *err)
 {
     if (ctx->db == NULL)
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "the database is not configured");
-    sm_status st = sm_db_transaction(ctx->db, fn, arg, err);
+    sm_status st = runner(ctx->db, fn, arg, err);
     if (st == RT_REFUSED && out->status >= 400)
         return SM_OK;
     if (st != SM_OK)
@@ -75,17 +78,16 @@ sm_status rt_run(const sm_rt_ctx *ctx, sm_db_tx_fn fn, void *arg, sm_rt_result *
     return st;
 }
 
+sm_status rt_run(const sm_rt_ctx *ctx, sm_db_tx_fn fn, void *arg, sm_rt_result *out,
+                 sm_error *err)
+{
+    return run_with(sm_db_transaction, ctx, fn, arg, out, err);
+}
+
 sm_status rt_run_autocommit(const sm_rt_ctx *ctx, sm_db_tx_fn fn, void *arg, sm_rt_result *out,
                             sm_error *err)
 {
-    if (ctx->db == NULL)
-        return sm_error_set(err, SM_ERR_UNAVAILABLE, "the database is not configured");
-    sm_status st = sm_db_autocommit(ctx->db, fn, arg, err);
-    if (st == RT_REFUSED && out->status >= 400)
-        return SM_OK;
-    if (st != SM_OK)
-        sm_rt_result_clear(out);
-    return st;
+    return run_with(sm_db_autocommit, ctx, fn, arg, out, err);
 }
 
 sm_status rt_bad_request(sm_rt_result *out, const sm_error *e)
