@@ -35,6 +35,7 @@ import sys
 import time
 
 from bench_cpu import CpuMeter
+from bench_run import finish
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_THREAD = 12000          # proofs per wrk thread per round (2 threads)
@@ -298,14 +299,7 @@ DBBaselinePoolSize 8
               % (ratio, rate, p99))
         ok = True
     finally:
-        if httpd is not None:
-            httpd.stop()
-        db.stop()
-        harness.REGISTRY.kill_all()
-        if ok:
-            work.remove()
-        else:
-            log("bench files kept in %s" % work.path)
+        finish(work, ok, [httpd, db], log)
 
 
 def maker_public_jwk(key):

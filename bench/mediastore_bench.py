@@ -23,7 +23,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
+
+from bench_run import finish
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,16 +116,7 @@ def main(mode):
             run_range(pki, size, ms_url, static_url, auth, work.path)
         ok = True
     finally:
-        if httpd is not None:
-            httpd.stop()
-        if keyserver is not None:
-            keyserver.stop()
-        db.stop()
-        harness.REGISTRY.kill_all()
-        if ok:
-            work.remove()
-        else:
-            log("bench files kept in %s" % work.path)
+        finish(work, ok, [httpd, keyserver, db], log)
 
 
 def curl_speed(pki, url, headers=()):

@@ -24,7 +24,6 @@ retailer's and the key server's database users (USER_STATISTICS).
 Env: SM_TOP_BUILDDIR (default <top>/build), BENCH_SECONDS (default 8),
 BENCH_ROUNDS (default 3); rate and p99 are medians over rounds."""
 
-import json
 import os
 import re
 import secrets
@@ -34,6 +33,7 @@ import subprocess
 import sys
 
 from bench_cpu import CpuMeter
+from bench_run import finish
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUYERS = 32
@@ -233,14 +233,7 @@ def main():
                                                               statistics.median(p99s)))
         ok = True
     finally:
-        if httpd is not None:
-            httpd.stop()
-        db.stop()
-        harness.REGISTRY.kill_all()
-        if ok:
-            work.remove()
-        else:
-            log("bench files kept in %s" % work.path)
+        finish(work, ok, [httpd, db], log)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from bench_run import finish
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -155,14 +156,7 @@ def main():
             % (ratio, round(extra)))
         return 0
     finally:
-        if httpd is not None:
-            httpd.stop()
-        db.stop()
-        harness.REGISTRY.kill_all()
-        if ok:
-            work.remove()
-        else:
-            log("bench files kept in %s" % work.path)
+        finish(work, ok, [httpd, db], log)
 
 
 if __name__ == "__main__":
