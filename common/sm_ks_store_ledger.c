@@ -172,6 +172,20 @@ static sm_status mark_chained(sm_db_conn *c, const queued *q, size_t n, sm_error
     return st;
 }
 
+/* A ledger row with this seq exists already: the head row did not follow
+ * the last insert, i.e. the trigger of schema version 3 is missing (never
+ * a caller's own duplicate: no caller may read it as a replay). */
+static sm_status ledger_insert_status(sm_status st, uint64_t seq, sm_error *err)
+{
+    if (st != SM_ERR_DUPLICATE)
+        return st;
+    return sm_error_set(err, SM_ERR_DB,
+                        "ledger entry %llu exists already: the ledger head did not follow the "
+                        "last entry; apply the key server's schema version 3 (trigger "
+                        "ledger_head_follows) with secmedia-db-migrate",
+                        (unsigned long long)seq);
+}
+
 static sm_status insert_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
 {
     for (size_t i = 0; i < n;) {
@@ -187,7 +201,8 @@ static sm_status insert_chained(sm_db_conn *c, const queued *q, size_t n, sm_err
             p[6 * j + 4] = sm_db_blob(e->hash, sizeof(e->hash));
             p[6 * j + 5] = sm_db_text(e->txn);
         }
-        sm_status st = sm_db_exec(c, sql, p, 6 * k, NULL, err);
+        sm_status st = ledger_insert_status(sm_db_exec(c, sql, p, 6 * k, NULL, err),
+                                            q[i].seq, err);
         if (st != SM_OK)
             return st;
         i += k;
@@ -311,6 +326,7 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
                                  sm_db_text(txn)),
                     NULL, err);
     free(text);
+    st = ledger_insert_status(st, seq, err);
     if (st == SM_OK && ctx->checkpoint_every > 0 && seq % ctx->checkpoint_every == 0)
         st = store_checkpoint(c, ctx, seq, head, NULL, err);
     if (st == SM_OK && seq_out != NULL)

@@ -232,6 +232,29 @@ def test_append_chains_licenses_committed_while_it_waited(env, sm_workspace):
         order.index(("revocation", refunded["txn"])), order
 
 
+def test_ledger_without_the_head_trigger_fails_clearly(env, sm_workspace):
+    """A database left at schema version 2 (no ledger_head_follows
+    trigger): the head stays put, the next append meets its own seq, and
+    the sale fails with an error naming the migration, never a second
+    chain."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    cat.sold(device)
+    ks.query("DROP TRIGGER ledger_head_follows")
+    entries = ks.query("SELECT COUNT(*) FROM ledger")
+    cat.reserve(device)            # appends once; the head does not move
+    r = cat.retailer.post("/v1/reservations", json={
+        "reservation_ref": "res-after", "work_id": cat.work_id,
+        "license": {"type": "purchase"}, "jkt": device.jkt})
+    assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
+    assert int(ks.query("SELECT COUNT(*) FROM ledger")[0][0]) == int(entries[0][0]) + 1
+    with open(env.httpd.error_log) as f:
+        assert "apply the key server's schema version 3" in f.read()
+    env.expect_log("SM00012")
+
+
 def test_spent_proof_ids_are_purged(env):
     ks = KeyServer(env)
     env.httpd.start()
