@@ -26,7 +26,7 @@ typedef struct license_args {
     const sm_dpop_result *proof;
     const sm_jwk *device_key;
     const char *via_retailer; /* proxying retailer or NULL */
-    /* Made before the transaction (prepare_grant): the JWE's key agreement
+    /* Made before the transaction (sm_ks_issue_license): the JWE's key agreement
      * and the delivery token. */
     const sm_jwe_sealer *sealer;
     const sm_ks_delivery *delivery;
