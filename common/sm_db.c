@@ -37,6 +37,9 @@ struct sm_db_conn {
     int broken;          /* a client error happened: close instead of reuse */
     int in_transaction;
     int commit_sent;     /* lost connection during COMMIT: outcome unknown */
+    /* The rows of a CALL are open and the procedure's final status is
+     * still unread: no other statement until they are freed. */
+    int call_pending;
     /* autocommit is off: the first statement begins a transaction, so a
      * transaction costs no START round trip. Such a connection is always
      * between transactions while idle (each ends in COMMIT or ROLLBACK);
@@ -80,6 +83,7 @@ typedef struct pool_waiter {
 struct sm_db_rows {
     sm_db_conn *conn;
     MYSQL_STMT *stmt;
+    int more_results; /* a CALL's: its status (and any other result) follows */
     unsigned ncols;
     MYSQL_BIND *binds;
     char **bufs;
@@ -326,6 +330,11 @@ static sm_status db_failure(sm_db_conn *c, unsigned e, const char *msg, const ch
         return sm_error_set(err, SM_ERR_CONFLICT, "database conflict (%s): %u %s", what, e, msg);
     if (e == ER_DUP_ENTRY || e == ER_DUP_ENTRY_WITH_KEY_NAME)
         return sm_error_set(err, SM_ERR_DUPLICATE, "duplicate key (%s): %s", what, msg);
+    if (e == ER_SP_DOES_NOT_EXIST || e == ER_NO_SUCH_TABLE || e == ER_BAD_FIELD_ERROR)
+        return sm_error_set(err, SM_ERR_DB,
+                            "database error (%s): %u %s (is the database schema older than "
+                            "this module? apply its migrations with secmedia-db-migrate)",
+                            what, e, msg);
     return sm_error_set(err, SM_ERR_DB, "database error (%s): %u %s", what, e, msg);
 }
 
@@ -641,6 +650,9 @@ static sm_status stmt_run(sm_db_conn *c, const char *sql, const sm_db_param *par
 {
     if (c->broken)
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "database connection already failed");
+    if (c->call_pending)
+        return sm_error_set(err, SM_ERR_STATE,
+                            "the rows of a CALL must be freed before the next statement");
     if (!c->in_transaction && c->implicit_begin) {
         /* A plain statement commits on its own, as callers expect. */
         if (mysql_autocommit(c->mysql, 1) != 0)
@@ -694,6 +706,27 @@ static sm_status stmt_run(sm_db_conn *c, const char *sql, const sm_db_param *par
     return SM_OK;
 }
 
+/* Reads what a CALL sends after its result sets: the procedure's own
+ * status, and the rows of any further SELECT it ran (discarded). 0 when
+ * the server reported an error there; the connection is then unusable for
+ * the transaction (its state is unknown) and is marked broken. */
+static int drain_results(sm_db_conn *c, MYSQL_STMT *s)
+{
+    int rc;
+    while ((rc = mysql_stmt_next_result(s)) == 0) {
+        if (mysql_stmt_field_count(s) != 0 &&
+            (mysql_stmt_store_result(s) != 0 || mysql_stmt_free_result(s) != 0)) {
+            rc = 1;
+            break;
+        }
+    }
+    if (rc > 0) {
+        c->broken = 1;
+        return 0;
+    }
+    return 1;
+}
+
 sm_status sm_db_exec(sm_db_conn *c, const char *sql, const sm_db_param *params, size_t nparams,
                      uint64_t *affected, sm_error *err)
 {
@@ -703,10 +736,33 @@ sm_status sm_db_exec(sm_db_conn *c, const char *sql, const sm_db_param *params, 
         return st;
     if (mysql_stmt_field_count(s) != 0) {
         mysql_stmt_free_result(s);
+        drain_results(c, s);
         return sm_error_set(err, SM_ERR_ARG, "sm_db_exec used for a statement returning rows");
     }
     if (affected != NULL)
         *affected = (uint64_t)mysql_stmt_affected_rows(s);
+    return drain_results(c, s) ? SM_OK : stmt_failure(c, s, "next result", err);
+}
+
+sm_status sm_db_exec_commit(sm_db_conn *c, const char *sql, const sm_db_param *params,
+                            size_t nparams, sm_error *err)
+{
+    if (!c->in_transaction)
+        return sm_error_set(err, SM_ERR_STATE, "no transaction is open");
+    /* From here a lost connection leaves the outcome unknown, as for
+     * sm_db_commit. */
+    c->commit_sent = 1;
+    sm_status st = sm_db_exec(c, sql, params, nparams, NULL, err);
+    if (st != SM_OK)
+        return st;
+    unsigned int status = 0;
+    if (mariadb_get_infov(c->mysql, MARIADB_CONNECTION_SERVER_STATUS, &status) != 0)
+        return sm_error_set(err, SM_ERR_DB, "cannot read the session status after a commit");
+    if (status & SERVER_STATUS_IN_TRANS)
+        return sm_error_set(err, SM_ERR_DB, "the statement meant to commit left the "
+                                            "transaction open (a stored procedure without "
+                                            "COMMIT?)");
+    c->in_transaction = 0;
     return SM_OK;
 }
 
@@ -721,6 +777,10 @@ void sm_db_rows_free(sm_db_rows *r)
         return;
     if (r->stmt != NULL)
         mysql_stmt_free_result(r->stmt);
+    if (r->more_results) {
+        r->conn->call_pending = 0;
+        (void)drain_results(r->conn, r->stmt);
+    }
     if (r->bufs != NULL) {
         for (unsigned i = 0; i < r->ncols; i++)
             free(r->bufs[i]);
@@ -793,6 +853,11 @@ sm_status sm_db_query(sm_db_conn *c, const char *sql, const sm_db_param *params,
             st = stmt_failure(c, s, "store result", err);
         sm_db_rows_free(r);
         return st;
+    }
+    if (mysql_stmt_more_results(s)) {
+        /* A CALL: its status follows the rows (read by sm_db_rows_free). */
+        r->more_results = 1;
+        c->call_pending = 1;
     }
     *out = r;
     return SM_OK;
@@ -964,7 +1029,7 @@ static sm_status run_retried(sm_db_pool *pool, int tx, sm_db_tx_fn fn, void *arg
             st = fn(c, arg, err);
         } else if ((st = sm_db_begin(c, err)) == SM_OK) {
             st = fn(c, arg, err);
-            if (st == SM_OK)
+            if (st == SM_OK && c->in_transaction) /* else fn ended it: sm_db_exec_commit */
                 st = sm_db_commit(c, err);
             else if (!c->broken)
                 sm_db_rollback(c);

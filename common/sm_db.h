@@ -124,7 +124,10 @@ uint64_t sm_db_insert_id(const sm_db_conn *conn);
 
 /* Runs a query and buffers its rows client-side. Read them with
  * sm_db_rows_next and the column getters, then sm_db_rows_free. Other
- * statements may run on the connection while rows are open. */
+ * statements may run on the connection while rows are open, except after
+ * a CALL of a stored procedure: its first result set is returned, and its
+ * status is read when the rows are freed, so free them first (another
+ * statement meanwhile fails with SM_ERR_STATE). */
 typedef struct sm_db_rows sm_db_rows;
 
 sm_status sm_db_query(sm_db_conn *conn, const char *sql, const sm_db_param *params,
@@ -155,9 +158,21 @@ sm_status sm_db_commit(sm_db_conn *conn, sm_error *err);
 /* Never fails visibly: a connection whose rollback failed is marked broken. */
 void sm_db_rollback(sm_db_conn *conn);
 
+/* Ends the open transaction with a statement that commits it itself: the
+ * CALL of a stored procedure whose last statement is COMMIT, one round
+ * trip where a last statement and sm_db_commit take two. Returns no rows.
+ * On success the transaction is over (sm_db_transaction then commits
+ * nothing more); SM_ERR_DB when the server reports it still open. When the
+ * statement fails, the transaction is open as after any failed statement.
+ * A lost connection is SM_ERR_UNAVAILABLE with the outcome unknown, as
+ * for sm_db_commit. */
+sm_status sm_db_exec_commit(sm_db_conn *conn, const char *sql, const sm_db_param *params,
+                            size_t nparams, sm_error *err);
+
 /* The body of a transaction. It may run more than once, so it must not
  * have effects outside the database (or must make them idempotent), and it
- * must start from its inputs each time. Return SM_OK to commit; any other
+ * must start from its inputs each time. Return SM_OK to commit (or after
+ * committing with sm_db_exec_commit, as its last statement); any other
  * status rolls back. SM_ERR_CONFLICT from a statement (deadlock, lock wait
  * timeout) makes sm_db_transaction roll back and run it again. Use
  * `SELECT ... FOR UPDATE` inside it to lock rows you are about to change. */

@@ -54,63 +54,29 @@ typedef struct txn_row {
     uint8_t wrapped[SM_KS_WRAPPED_KEY_LEN];
 } txn_row;
 
-/* Takes the transaction's row lock by counting this activation at once
- * (one round trip for the lock and the count); a refusal rolls it back.
- * found = 0 when there is no such transaction. */
-static sm_status count_activation(sm_db_conn *c, const char *txn, int64_t now, int *found,
-                                  sm_error *err)
-{
-    uint64_t affected = 0;
-    sm_status st = sm_db_exec(c,
-                              "UPDATE transactions SET activations = activations + 1, "
-                              "rental_started_at = COALESCE(rental_started_at, ?) WHERE txn = ?",
-                              SM_DB_PARAMS(sm_db_int(now), sm_db_text(txn)), &affected, err);
-    *found = st == SM_OK && affected == 1;
-    return st;
-}
-
-/* Everything else in one round trip, with shared locks (a locking read
- * sees the current state, not a snapshot older than the row lock just
- * taken; a missing payment or revocation row is gap-locked, so neither can
- * appear before this transaction ends): the transaction (already locked
- * for update by this transaction), its work (shared, so concurrent
- * licenses of one work do not wait for each other and a withdrawal waits
- * for them), whether a payment is recorded, whether the transaction or the
- * device is revoked, and whether the contract still offers these terms.
- * Also whether a refusal spent the proof's id (dpop_jtis; one spent by a
+/* Counts this activation, which takes the transaction's row lock (a
+ * refusal rolls it back), and reads every other fact in the same round
+ * trip: procedure license_facts (sql/keyserver/0004_*.sql), a locking read
+ * of the transaction (payment and revocation on its row), its work, the
+ * device's revocation, whether the contract still offers these terms, and
+ * whether a refusal spent the proof's id (dpop_jtis; one spent by a
  * license meets the unique key of the license's row, see license_tx).
- * Every join is on a primary key, so there is one row at most. The activations and
- * rental start read here already count this license. */
-static sm_status load_facts(sm_db_conn *c, const char *txn, const sm_dpop_result *proof,
-                            txn_row *t, int *found, sm_error *err)
+ * found = 0 when there is no such transaction. The activations and rental
+ * start read here already count this license. */
+static sm_status count_and_load_facts(sm_db_conn *c, const char *txn, int64_t now,
+                                      const sm_dpop_result *proof, txn_row *t, int *found,
+                                      sm_error *err)
 {
     sm_db_rows *rows = NULL;
     int64_t flags[5] = {0, 0, 0, 0, 0};
     *found = 0;
-    sm_status st = sm_db_query(
-        c,
-        "SELECT t.work_id, t.retailer_id, t.jkt, t.license_type, t.duration, t.contract_id, "
-        "t.rental_started_at, t.activations, "
-        "w.key_version, w.kek_version, w.wrapped_key, w.withdrawn_at, "
-        "p.txn IS NOT NULL, rt.subject IS NOT NULL, rd.subject IS NOT NULL, "
-        "o.contract_id IS NOT NULL, dj.jti IS NOT NULL "
-        "FROM transactions t "
-        "JOIN works w ON w.work_id = t.work_id "
-        "LEFT JOIN payments p ON p.txn = t.txn "
-        "LEFT JOIN revocations rt ON rt.kind = 'transaction' AND rt.subject = t.txn "
-        "LEFT JOIN revocations rd ON rd.kind = 'device' AND rd.subject = t.jkt "
-        "LEFT JOIN (contracts k JOIN contract_offers o ON o.contract_id = k.contract_id) "
-        "ON k.contract_id = t.contract_id AND k.revoked_at IS NULL "
-        "AND o.license_type = t.license_type AND o.duration = t.duration "
-        "LEFT JOIN dpop_jtis dj ON dj.jkt = ? AND dj.jti = ? "
-        "WHERE t.txn = ? LOCK IN SHARE MODE",
-        SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti), sm_db_text(txn)),
-        &rows, err);
+    sm_status st = sm_db_query(c, "CALL license_facts(?, ?, ?, ?)",
+                               SM_DB_PARAMS(sm_db_text(txn), sm_db_int(now),
+                                            sm_db_text(proof->jkt), sm_db_text(proof->jti)),
+                               &rows, err);
     if (st == SM_OK)
         st = sm_db_rows_next(rows, found, err);
-    if (st == SM_OK && !*found)
-        st = sm_error_set(err, SM_ERR_DB, "transaction %s names a missing work", txn);
-    if (st == SM_OK) {
+    if (st == SM_OK && *found) {
         int64_t duration = 0;
         size_t wrapped_len = 0;
         const char *wrapped = sm_db_col_text(rows, 10, &wrapped_len);
@@ -170,19 +136,39 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
         st = sm_jwe_sealer_seal(a->sealer, key, &jwe, err);
         sm_secret_free(key);
     }
+    /* The answer is ready before the license is committed: after the
+     * COMMIT nothing may fail. */
+    json_t *o = NULL;
+    if (st == SM_OK) {
+        json_t *terms = sm_ks_terms_to_json(&t->terms);
+        o = terms != NULL
+                ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:o,s:I,s:I}", "txn", v->txn, "work_id",
+                            t->work_id, "key_version", (json_int_t)t->key_version, "key_jwe",
+                            jwe, "delivery_token", a->delivery_token, "delivery_expires_at",
+                            (json_int_t)dt->exp, "license", terms, "activation",
+                            (json_int_t)d->activations_after, "activation_limit",
+                            (json_int_t)a->facts.activation_limit)
+                : NULL;
+        if (o != NULL && d->rental_ends_at != 0 &&
+            json_object_set_new(o, "rental_ends_at", json_integer(d->rental_ends_at)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (o == NULL)
+            st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    }
     /* The row is also the license's ledger entry, queued (chained = 0):
      * no head lock here, which would serialise every license; a sealer
-     * chains it within milliseconds (FORMATS.md §7.5). */
+     * chains it within milliseconds (FORMATS.md §7.5). The procedure
+     * inserts it and commits, in one round trip. */
     if (st == SM_OK)
-        st = sm_db_exec(c,
-                        "INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, "
-                        "via_retailer, work_id, activation, chained) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                        SM_DB_PARAMS(sm_db_text(v->txn), sm_db_text(a->proof->jkt),
-                                     sm_db_int(now), sm_db_text(a->proof->jti),
-                                     sm_db_text(dt->jti), sm_db_text(a->via_retailer),
-                                     sm_db_text(t->work_id), sm_db_uint(d->activations_after)),
-                        NULL, err);
+        st = sm_db_exec_commit(c, "CALL license_grant(?, ?, ?, ?, ?, ?, ?, ?)",
+                               SM_DB_PARAMS(sm_db_text(v->txn), sm_db_text(a->proof->jkt),
+                                            sm_db_int(now), sm_db_text(a->proof->jti),
+                                            sm_db_text(dt->jti), sm_db_text(a->via_retailer),
+                                            sm_db_text(t->work_id),
+                                            sm_db_uint(d->activations_after)),
+                               err);
     if (st == SM_ERR_DUPLICATE) {
         /* A license with this proof exists (committed): a replay. */
         sm_ks_result_clear(a->out);
@@ -190,23 +176,11 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
         st = KS_REFUSED;
     }
     if (st == SM_OK) {
-        json_t *terms = sm_ks_terms_to_json(&t->terms);
-        json_t *o = terms != NULL
-                        ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:o,s:I,s:I}", "txn", v->txn,
-                                    "work_id", t->work_id, "key_version",
-                                    (json_int_t)t->key_version, "key_jwe", jwe,
-                                    "delivery_token", a->delivery_token, "delivery_expires_at",
-                                    (json_int_t)dt->exp, "license", terms, "activation",
-                                    (json_int_t)d->activations_after, "activation_limit",
-                                    (json_int_t)a->facts.activation_limit)
-                        : NULL;
-        if (o != NULL && d->rental_ends_at != 0)
-            json_object_set_new(o, "rental_ends_at", json_integer(d->rental_ends_at));
         a->out->status = 200;
         a->out->body = o;
-        if (o == NULL)
-            st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+        o = NULL;
     }
+    json_decref(o);
     free(jwe);
     return st;
 }
@@ -228,18 +202,16 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
      * granted license's row carries the proof's id (unique with the jkt):
      * a second license with the proof fails on that key, after the first
      * commits. A refusal records the id in dpop_jtis (spend_proof), which
-     * the locking read in load_facts sees (and gap-locks when absent, so a
+     * the locking read of count_and_load_facts sees (and gap-locks when absent, so a
      * refusal spending it waits for this transaction); a refusal also
      * finds an id a license spent (spend_proof). */
     int found = 0;
-    sm_status st = count_activation(c, v->txn, f->now, &found, err);
+    sm_status st = count_and_load_facts(c, v->txn, f->now, a->proof, &t, &found, err);
     if (st != SM_OK)
         return st;
     f->txn_found = found;
     f->proof_jti_fresh = 1;
     if (found) {
-        if ((st = load_facts(c, v->txn, a->proof, &t, &found, err)) != SM_OK)
-            return st;
         f->proof_jti_fresh = !t.proof_spent;
         f->txn_work_id = t.work_id;
         f->txn_retailer = t.retailer;

@@ -334,6 +334,114 @@ static void midresult(void)
     sm_db_pool_free(pool);
 }
 
+/* --- stored procedures ------------------------------------------------------------ */
+
+/* The procedures are made by the test first (CREATE PROCEDURE cannot be
+ * prepared): table t_calls (id, n) holding row (1, 0); calls_bump(id) adds
+ * 1 to the row's n and returns the row; calls_insert_commit(id) inserts a
+ * row and COMMITs; calls_insert(id) inserts one and does not. */
+
+/* One integer from another session (committed state only). */
+static int64_t other_int(sm_db_pool *other, const char *sql)
+{
+    sm_db_conn *c;
+    sm_db_rows *rows = NULL;
+    sm_error err;
+    int has = 0;
+    int64_t n = -1;
+    MUST(sm_db_acquire(other, &c, &err), &err);
+    MUST(sm_db_query(c, sql, NULL, 0, &rows, &err), &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    MUST(sm_db_col_int(rows, 0, &n, &err), &err);
+    sm_db_rows_free(rows);
+    sm_db_release(c);
+    return n;
+}
+
+/* A CALL returning a row, then a CALL committing the transaction: while
+ * the first CALL's rows are open another statement is refused (the
+ * procedure's own status is still to be read); after them the connection
+ * is in step. */
+static sm_status bump_then_insert(sm_db_conn *c, void *arg, sm_error *err)
+{
+    int64_t *seen = arg;
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    sm_status st = sm_db_query(c, "CALL calls_bump(?)", SM_DB_PARAMS(sm_db_int(1)), &rows, err);
+    if (st == SM_OK)
+        st = sm_db_rows_next(rows, &has, err);
+    if (st == SM_OK && has)
+        st = sm_db_col_int(rows, 1, seen, err);
+    if (st == SM_OK) {
+        sm_error e2;
+        sm_status inner =
+            sm_db_exec(c, "UPDATE t_calls SET n = n WHERE id = 1", NULL, 0, NULL, &e2);
+        CHECK(inner == SM_ERR_STATE, "a statement while a CALL's rows are open: %s",
+              sm_status_name(inner));
+    }
+    sm_db_rows_free(rows);
+    if (st == SM_OK && !has)
+        st = sm_error_set(err, SM_ERR_STATE, "calls_bump returned no row");
+    if (st == SM_OK)
+        st = sm_db_exec_commit(c, "CALL calls_insert_commit(?)", SM_DB_PARAMS(sm_db_int(2)),
+                               err);
+    return st;
+}
+
+static sm_status insert_without_commit(sm_db_conn *c, void *arg, sm_error *err)
+{
+    (void)arg;
+    return sm_db_exec_commit(c, "CALL calls_insert(?)", SM_DB_PARAMS(sm_db_int(3)), err);
+}
+
+static void calls(void)
+{
+    sm_db_config cfg = config_from_env();
+    cfg.pool_size = 1;      /* every step on the same connection */
+    cfg.read_timeout_s = 5; /* a connection out of step would wait this long */
+    sm_db_pool *pool = pool_new(&cfg), *other = pool_new(&cfg);
+    sm_error err;
+    int64_t seen = 0;
+
+    MUST(sm_db_transaction(pool, bump_then_insert, &seen, &err), &err);
+    CHECK(seen == 1, "the CALL's row, with its own change: n = %lld", (long long)seen);
+    CHECK(other_int(other, "SELECT COUNT(*) FROM t_calls") == 2 &&
+              other_int(other, "SELECT n FROM t_calls WHERE id = 1") == 1,
+          "the procedure's COMMIT committed the whole transaction");
+
+    /* Again: the insert meets its duplicate inside the procedure, before
+     * its COMMIT; the transaction is rolled back as a whole. */
+    sm_status st = sm_db_transaction(pool, bump_then_insert, &seen, &err);
+    CHECK(st == SM_ERR_DUPLICATE, "duplicate inside the procedure: %s", sm_status_name(st));
+    CHECK(seen == 2, "the second bump was seen inside: n = %lld", (long long)seen);
+    CHECK(other_int(other, "SELECT n FROM t_calls WHERE id = 1") == 1,
+          "the failed transaction's bump rolled back");
+
+    /* A procedure without COMMIT is not taken for one. */
+    st = sm_db_transaction(pool, insert_without_commit, NULL, &err);
+    CHECK(st == SM_ERR_DB && strstr(err.message, "open") != NULL,
+          "a CALL that does not commit: %s %s", sm_status_name(st), err.message);
+    CHECK(other_int(other, "SELECT COUNT(*) FROM t_calls") == 2, "its insert rolled back");
+
+    /* Outside a transaction there is nothing to commit. */
+    sm_db_conn *c;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    st = sm_db_exec_commit(c, "CALL calls_insert_commit(?)", SM_DB_PARAMS(sm_db_int(5)), &err);
+    CHECK(st == SM_ERR_STATE, "sm_db_exec_commit outside a transaction: %s",
+          sm_status_name(st));
+    /* The connection is in step: a plain CALL and a plain statement. */
+    MUST(sm_db_exec(c, "CALL calls_insert(?)", SM_DB_PARAMS(sm_db_int(6)), NULL, &err), &err);
+    sm_db_release(c);
+    CHECK(other_int(other, "SELECT COUNT(*) FROM t_calls") == 3,
+          "a plain CALL commits on its own");
+
+    sm_db_pool_stats stats;
+    sm_db_pool_get_stats(pool, &stats);
+    CHECK(stats.connects == 1 && stats.discarded == 0, "one connection, never discarded");
+    sm_db_pool_free(other);
+    sm_db_pool_free(pool);
+}
+
 /* --- fairness ------------------------------------------------------------------ */
 
 typedef struct fair_arg {
@@ -579,6 +687,8 @@ int main(int argc, char **argv)
         fairness();
     else if (strcmp(what, "midresult") == 0)
         midresult();
+    else if (strcmp(what, "calls") == 0)
+        calls();
     else if (strcmp(what, "deadlock") == 0)
         deadlock();
     else if (strcmp(what, "exhausted") == 0)
@@ -588,7 +698,7 @@ int main(int argc, char **argv)
     else if (strcmp(what, "interactive") == 0)
         interactive();
     else {
-        fprintf(stderr, "usage: db_pool_helper basic|modes|fairness|midresult|deadlock|exhausted|unavailable|interactive\n");
+        fprintf(stderr, "usage: db_pool_helper basic|modes|fairness|midresult|calls|deadlock|exhausted|unavailable|interactive\n");
         return 2;
     }
     if (failures != 0)

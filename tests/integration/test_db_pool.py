@@ -33,6 +33,39 @@ def test_pool(env, scenario):
     run_helper(env.role_database("mediastore"), scenario)
 
 
+CALLS_SETUP = """
+DROP TABLE IF EXISTS t_calls;
+CREATE TABLE t_calls (id INT PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB;
+INSERT INTO t_calls VALUES (1, 0);
+DROP PROCEDURE IF EXISTS calls_bump;
+DROP PROCEDURE IF EXISTS calls_insert_commit;
+DROP PROCEDURE IF EXISTS calls_insert;
+DELIMITER //
+CREATE PROCEDURE calls_bump(IN p_id INT) BEGIN
+    UPDATE t_calls SET n = n + 1 WHERE id = p_id;
+    SELECT id, n FROM t_calls WHERE id = p_id;
+END //
+CREATE PROCEDURE calls_insert_commit(IN p_id INT) BEGIN
+    INSERT INTO t_calls VALUES (p_id, 0);
+    COMMIT;
+END //
+CREATE PROCEDURE calls_insert(IN p_id INT) BEGIN
+    INSERT INTO t_calls VALUES (p_id, 0);
+END //
+DELIMITER ;
+"""
+
+
+def test_stored_procedure_calls(env):
+    """CALLs through sm_db (the key server's license path uses two): the
+    rows of a CALL, the procedure's status read after them, a procedure
+    that commits the transaction itself (sm_db_exec_commit), one that
+    fails inside before its COMMIT, one that does not commit."""
+    database = env.role_database("mediastore")
+    env.db.execute(CALLS_SETUP, database.name)
+    run_helper(database, "calls")
+
+
 def test_plain_writes_commit_when_the_server_default_is_autocommit_off(env):
     """A server configured with autocommit off by default: sm_db's sessions
     set it on at connect, so plain writes still commit on their own (the

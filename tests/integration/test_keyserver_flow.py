@@ -3,6 +3,8 @@ reservation, payment, license, delivery-complete, revocation and the ledger,
 seen by stock JOSE code (jwcrypto) on the other side."""
 
 import json
+import os
+import shutil
 import time
 
 from keyserver_setup import (MEDIA_STORE_ID, Catalog, Device, KeyServer, assert_problem,
@@ -253,6 +255,104 @@ def test_ledger_without_the_head_trigger_fails_clearly(env, sm_workspace):
     with open(env.httpd.error_log) as f:
         assert "apply the key server's schema version 3" in f.read()
     env.expect_log("SM00012")
+
+
+def test_license_without_the_schema_4_procedures_fails_clearly(env):
+    """A database left at schema version 3 (no license procedures): the
+    license fails (500, nothing recorded), and the error log names the
+    missing procedure and the migration tool."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    ks.query("DROP PROCEDURE license_facts")
+    r = request_license(ks, device, reservation["voucher"])
+    assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
+    assert "key_jwe" not in r.text
+    assert ks.query("SELECT COUNT(*) FROM licenses") == [("0",)]
+    assert ks.query("SELECT activations FROM transactions") == [("0",)]
+    with open(env.httpd.error_log) as f:
+        log = f.read()
+    assert "license_facts does not exist" in log and "secmedia-db-migrate" in log
+    env.expect_log("SM00012")
+
+
+def test_transaction_flags_follow_payments_and_revocations(env):
+    """Schema version 4 keeps a transaction's payment and revocation on its
+    row (triggers), which the license reads: a reserved transaction is
+    neither, its payment sets paid, revocations of another transaction or
+    of a device leave it alone, its own sets revoked, and its licenses are
+    then refused."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    admin = ks.client("admin")
+
+    def revoke(kind, subject):
+        admin.post_json("/v1/revocations", {"kind": kind, "subject": subject,
+                                            "reason": "test"}, expect=201)
+
+    reservation = cat.reserve(device)
+    txn = reservation["txn"]
+    flags = "SELECT paid, revoked FROM transactions WHERE txn = '%s'" % txn
+    assert ks.query(flags) == [("0", "0")]
+    assert_problem(request_license(ks, device, reservation["voucher"]), 402, "not-paid")
+    cat.pay(reservation)
+    assert ks.query(flags) == [("1", "0")]
+    other = cat.sold(device)
+    revoke("transaction", other["txn"])
+    revoke("device", Device().jkt)
+    assert ks.query(flags) == [("1", "0")]
+    assert_problem(request_license(ks, device, other["voucher"]), 403, "transaction-revoked")
+    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    revoke("transaction", txn)
+    assert ks.query(flags) == [("1", "1")]
+    assert_problem(request_license(ks, device, reservation["voucher"]), 403,
+                   "transaction-revoked")
+
+
+def test_schema_4_migration_sets_the_flags_of_existing_transactions(env, sm_workspace):
+    """A version-3 database with sales in it, migrated to version 4: the
+    payment and revocation flags of existing transactions are filled in
+    from their rows (a transaction paid, one paid and revoked, one
+    reserved only, a device revoked)."""
+    sql = os.path.join(sm_workspace.new_dir("sql-v3"), "sql")
+    shutil.copytree(env.sql_dir, sql)
+    for name in os.listdir(os.path.join(sql, "keyserver")):
+        if int(name[:4]) >= 4:
+            os.remove(os.path.join(sql, "keyserver", name))
+    database = env.role_database("keyserver")
+    env.db.migrate(database.name, "keyserver", sql)
+    key = "REPEAT(CHAR(7), 61)"
+    env.db.execute(
+        "INSERT INTO owners VALUES ('o1', 'Owner', 'CN=o1', UNHEX(SHA2('CN=o1', 256)), 1);"
+        "INSERT INTO retailers VALUES ('r1', 'Shop', 'CN=r1', UNHEX(SHA2('CN=r1', 256)), NULL, 1);"
+        "INSERT INTO works (work_id, owner_id, title, key_version, kek_version, wrapped_key, "
+        " created_at) VALUES ('w1', 'o1', 'Song', 1, 1, %s, 1);"
+        "INSERT INTO contracts (contract_id, owner_id, retailer_id, currency, valid_from, "
+        " valid_until, created_at) VALUES (1, 'o1', 'r1', 'EUR', 0, 99999999999, 1);" % key,
+        database.name)
+    for txn in ("t-paid", "t-revoked", "t-reserved"):
+        env.db.execute(
+            "INSERT INTO transactions (txn, retailer_id, reservation_ref, work_id, "
+            "contract_id, license_type, duration, price, currency, jkt, voucher, "
+            "reserved_at, pay_by) VALUES ('%s', 'r1', '%s', 'w1', 1, 'purchase', 0, 100, "
+            "'EUR', REPEAT('j', 43), 'v', 1, 99999999999)" % (txn, txn), database.name)
+    for txn in ("t-paid", "t-revoked"):
+        env.db.execute(
+            "INSERT INTO payments VALUES ('%s', 'r1', 'p-%s', 100, 'EUR', 2, 'ack')"
+            % (txn, txn), database.name)
+    env.db.execute(
+        "INSERT INTO revocations VALUES ('transaction', 't-revoked', 'fraud', 'admin', 3);"
+        "INSERT INTO revocations VALUES ('device', REPEAT('j', 43), 'lost', 'admin', 3);",
+        database.name)
+    out = env.db.migrate(database.name, "keyserver", env.sql_dir)
+    assert "applied: 0004_" in out
+    assert env.db.query("SELECT txn, paid, revoked FROM transactions ORDER BY txn",
+                        database.name) == [("t-paid", "1", "0"), ("t-reserved", "0", "0"),
+                                           ("t-revoked", "1", "1")]
 
 
 def test_spent_proof_ids_are_purged(env):
