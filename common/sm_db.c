@@ -348,6 +348,43 @@ static sm_status stmt_failure(sm_db_conn *c, MYSQL_STMT *s, const char *what, sm
     return db_failure(c, mysql_stmt_errno(s), mysql_stmt_error(s), what, err);
 }
 
+/* Refuses a database older than the module (min_schema_version): its
+ * statements would fail later, one by one, or worse, half of a change
+ * would. A constant query, no input. */
+static sm_status check_schema_version(sm_db_conn *c, sm_error *err)
+{
+    const sm_db_config *cfg = &c->pool->cfg;
+    unsigned long long version = 0;
+    int ok = 0;
+    if (mysql_query(c->mysql, "SELECT COALESCE(MAX(version), 0) FROM schema_version") != 0) {
+        unsigned e = mysql_errno(c->mysql);
+        if (e == ER_NO_SUCH_TABLE)
+            return sm_error_set(err, SM_ERR_DB,
+                                "database %s has no schema_version table: create its schema "
+                                "with secmedia-db-migrate",
+                                cfg->database);
+        return db_failure(c, e, mysql_error(c->mysql), "schema version", err);
+    }
+    MYSQL_RES *res = mysql_store_result(c->mysql);
+    MYSQL_ROW row = res != NULL ? mysql_fetch_row(res) : NULL;
+    if (row != NULL && row[0] != NULL) {
+        char *end = NULL;
+        errno = 0;
+        version = strtoull(row[0], &end, 10);
+        ok = errno == 0 && end != row[0] && *end == '\0';
+    }
+    mysql_free_result(res);
+    if (!ok)
+        return sm_error_set(err, SM_ERR_DB, "database %s: cannot read its schema version",
+                            cfg->database);
+    if (version < cfg->min_schema_version)
+        return sm_error_set(err, SM_ERR_DB,
+                            "database %s is at schema version %llu; this module needs version "
+                            "%u: apply the migrations with secmedia-db-migrate",
+                            cfg->database, version, cfg->min_schema_version);
+    return SM_OK;
+}
+
 static sm_status conn_open(sm_db_pool *p, sm_db_conn **out, sm_error *err)
 {
     *out = NULL;
@@ -390,6 +427,13 @@ static sm_status conn_open(sm_db_pool *p, sm_db_conn **out, sm_error *err)
                      e, mysql_error(c->mysql));
         conn_close(c);
         return SM_ERR_UNAVAILABLE;
+    }
+    if (p->cfg.min_schema_version > 0) {
+        sm_status st = check_schema_version(c, err);
+        if (st != SM_OK) {
+            conn_close(c);
+            return st;
+        }
     }
     *out = c;
     return SM_OK;

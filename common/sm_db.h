@@ -47,6 +47,10 @@ typedef struct sm_db_config {
     unsigned health_check_idle_ms; /* ping a connection on acquire when it sat idle at
                                     * least this long (0: always), default 1000 */
     unsigned tx_max_attempts;    /* sm_db_transaction attempts on conflict, default 5 */
+    unsigned min_schema_version; /* 0: none; else every new connection checks that
+                                  * MAX(version) of table schema_version (written by
+                                  * secmedia-db-migrate) is at least this, and the
+                                  * acquire fails with SM_ERR_DB otherwise */
 } sm_db_config;
 
 /* Fills c with the defaults above (strings NULL). */

@@ -13,6 +13,7 @@
 #include <http_log.h>
 
 #include "keyserver.h"
+#include "sm_schema.h"
 #include "smh_db.h"
 #include "smh_log.h"
 #include "sm_ks_tokens.h"
@@ -158,7 +159,7 @@ void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
         sm_ks_ctx *ctx = &st->ctx;
         st->child_kek = child_copy_of_kek(pchild, vs, c->kek);
         st->license_url = apr_pstrcat(pchild, c->issuer, "/v1/license", NULL);
-        ctx->db = smh_db_pool_child_init(pchild, vs, &c->db.cfg);
+        ctx->db = smh_db_pool_child_init(pchild, vs, &c->db.cfg, SM_SCHEMA_KEYSERVER);
         ctx->keys = c->keys;
         ctx->kek = st->child_kek != NULL ? st->child_kek : c->kek;
         ctx->issuer = c->issuer;

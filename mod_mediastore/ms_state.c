@@ -11,6 +11,7 @@
 #include "ms_config.h"
 #include "sm_https.h"
 #include "sm_ks_tokens.h"
+#include "sm_schema.h"
 #include "smh_db.h"
 #include "smh_log.h"
 
@@ -98,7 +99,7 @@ void ms_state_child_init(apr_pool_t *pchild, server_rec *s)
         ms_child_state *st = apr_pcalloc(pchild, sizeof(*st));
         sm_error err;
         sm_https_tls tls = tls_of(c);
-        st->db = smh_db_pool_child_init(pchild, vs, &c->db.cfg);
+        st->db = smh_db_pool_child_init(pchild, vs, &c->db.cfg, SM_SCHEMA_MEDIASTORE);
         /* The JWKS comes from the key server's TLS endpoint; no client
          * certificate is needed for it. */
         sm_https_tls jwks_tls = {.ca_pem = tls.ca_pem, .ca_len = tls.ca_len};

@@ -10,6 +10,7 @@
 #include <http_log.h>
 
 #include "retail.h"
+#include "sm_schema.h"
 #include "smh_db.h"
 #include "smh_log.h"
 
@@ -50,7 +51,7 @@ void rt_state_child_init(apr_pool_t *pchild, server_rec *s)
         rt_child_state *st = apr_pcalloc(pchild, sizeof(*st));
         sm_rt_ctx *ctx = &st->ctx;
         st->server = vs;
-        ctx->db = smh_db_pool_child_init(pchild, vs, &c->db.cfg);
+        ctx->db = smh_db_pool_child_init(pchild, vs, &c->db.cfg, SM_SCHEMA_RETAIL);
         sm_https_tls tls = {c->ca_pem, c->ca_len, c->cert_pem, c->cert_len,
                             c->key_pem ? (const char *)c->key_pem->bytes : NULL,
                             c->key_pem ? c->key_pem->len : 0};

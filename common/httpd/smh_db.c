@@ -16,11 +16,14 @@ static apr_status_t pool_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-sm_db_pool *smh_db_pool_child_init(apr_pool_t *pchild, server_rec *s, const sm_db_config *cfg)
+sm_db_pool *smh_db_pool_child_init(apr_pool_t *pchild, server_rec *s, const sm_db_config *cfg,
+                                   unsigned schema_version)
 {
     sm_db_pool *pool;
     sm_error err;
-    if (sm_db_pool_new(cfg, &pool, &err) != SM_OK) {
+    sm_db_config with_version = *cfg;
+    with_version.min_schema_version = schema_version;
+    if (sm_db_pool_new(&with_version, &pool, &err) != SM_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      SMLOGNO(00010) "cannot create the database pool: %s", err.message);
         return NULL;

@@ -278,6 +278,31 @@ def test_license_without_the_schema_4_procedures_fails_clearly(env):
     env.expect_log("SM00012")
 
 
+def test_database_older_than_the_module_is_refused(env):
+    """The key server's pool checks the schema version of each connection
+    it opens: a database at version 3 gets no request through (500, the
+    log names both versions and the migration tool), and once migrated
+    the same children serve again."""
+    ks = KeyServer(env)
+    ks.query("DELETE FROM schema_version WHERE version = 4")
+    env.httpd.start()
+    admin = ks.client("admin")
+    owner = {"owner_id": "o1", "name": "Owner",
+             "subject_dn": env.pki.client("owner").subject_dn}
+    r = admin.post("/v1/owners", json=owner)
+    assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
+    assert ks.query("SELECT COUNT(*) FROM owners") == [("0",)]
+    with open(env.httpd.error_log) as f:
+        log = f.read()
+    assert "is at schema version 3; this module needs version 4" in log
+    assert "secmedia-db-migrate" in log
+    env.expect_log("SM00012")
+    ks.query("INSERT INTO schema_version (version, name, sha256) "
+             "VALUES (4, '0004_license_two_round_trips.sql', REPEAT('0', 64))")
+    r = admin.post("/v1/owners", json=owner)
+    assert r.status_code == 201, r.text
+
+
 def test_transaction_flags_follow_payments_and_revocations(env):
     """Schema version 4 keeps a transaction's payment and revocation on its
     row (triggers), which the license reads: a reserved transaction is
