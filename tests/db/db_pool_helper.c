@@ -202,7 +202,8 @@ static sm_status refuse_after_insert(sm_db_conn *c, void *arg, sm_error *err)
     return st != SM_OK ? st : sm_error_set(err, SM_ERR_STATE, "refused on purpose");
 }
 
-static int64_t count_modes(sm_db_pool *other)
+/* One integer from another session (committed state only). */
+static int64_t other_int(sm_db_pool *other, const char *sql)
 {
     sm_db_conn *c;
     sm_db_rows *rows = NULL;
@@ -210,12 +211,17 @@ static int64_t count_modes(sm_db_pool *other)
     int has = 0;
     int64_t n = -1;
     MUST(sm_db_acquire(other, &c, &err), &err);
-    MUST(sm_db_query(c, "SELECT COUNT(*) FROM t_modes", NULL, 0, &rows, &err), &err);
+    MUST(sm_db_query(c, sql, NULL, 0, &rows, &err), &err);
     MUST(sm_db_rows_next(rows, &has, &err), &err);
     MUST(sm_db_col_int(rows, 0, &n, &err), &err);
     sm_db_rows_free(rows);
     sm_db_release(c);
     return n;
+}
+
+static int64_t count_modes(sm_db_pool *other)
+{
+    return other_int(other, "SELECT COUNT(*) FROM t_modes");
 }
 
 /* A transaction leaves its connection with autocommit off (the next one
@@ -340,23 +346,6 @@ static void midresult(void)
  * prepared): table t_calls (id, n) holding row (1, 0); calls_bump(id) adds
  * 1 to the row's n and returns the row; calls_insert_commit(id) inserts a
  * row and COMMITs; calls_insert(id) inserts one and does not. */
-
-/* One integer from another session (committed state only). */
-static int64_t other_int(sm_db_pool *other, const char *sql)
-{
-    sm_db_conn *c;
-    sm_db_rows *rows = NULL;
-    sm_error err;
-    int has = 0;
-    int64_t n = -1;
-    MUST(sm_db_acquire(other, &c, &err), &err);
-    MUST(sm_db_query(c, sql, NULL, 0, &rows, &err), &err);
-    MUST(sm_db_rows_next(rows, &has, &err), &err);
-    MUST(sm_db_col_int(rows, 0, &n, &err), &err);
-    sm_db_rows_free(rows);
-    sm_db_release(c);
-    return n;
-}
 
 /* A CALL returning a row, then a CALL committing the transaction: while
  * the first CALL's rows are open another statement is refused (the
