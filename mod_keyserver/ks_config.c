@@ -39,11 +39,6 @@ ks_server_config *ks_server_conf(server_rec *s)
     return ap_get_module_config(s->module_config, &keyserver_module);
 }
 
-ks_dir_config *ks_dir_conf(request_rec *r)
-{
-    return ap_get_module_config(r->per_dir_config, &keyserver_module);
-}
-
 void *ks_create_server_config(apr_pool_t *p, server_rec *s)
 {
     (void)s;
@@ -91,21 +86,6 @@ void *ks_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     smh_db_settings_merge(&c->db, &base->db, &add->db);
     c->roles = smh_role_map_merge(p, base->roles, add->roles);
     return c;
-}
-
-void *ks_create_dir_config(apr_pool_t *p, char *dir)
-{
-    ks_dir_config *d = apr_pcalloc(p, sizeof(*d));
-    d->base = dir != NULL ? smh_route_base_from_dir(p, dir) : NULL;
-    return d;
-}
-
-void *ks_merge_dir_config(apr_pool_t *p, void *basev, void *addv)
-{
-    const ks_dir_config *base = basev, *add = addv;
-    ks_dir_config *d = apr_pcalloc(p, sizeof(*d));
-    d->base = add->base != NULL ? add->base : base->base;
-    return d;
 }
 
 static ks_server_config *cmd_conf(cmd_parms *cmd)

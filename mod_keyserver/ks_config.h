@@ -54,16 +54,10 @@ typedef struct ks_server_config {
     unsigned set_mask; /* which directives were given (merge) */
 } ks_server_config;
 
-typedef struct ks_dir_config {
-    const char *base; /* the <Location> path routes are relative to */
-} ks_dir_config;
-
 extern const command_rec ks_directives[];
 
 void *ks_create_server_config(apr_pool_t *p, server_rec *s);
 void *ks_merge_server_config(apr_pool_t *p, void *base, void *add);
-void *ks_create_dir_config(apr_pool_t *p, char *dir);
-void *ks_merge_dir_config(apr_pool_t *p, void *base, void *add);
 
 /* NULL when the virtual host's configuration is complete, else the message
  * configtest prints. */
@@ -72,6 +66,5 @@ const char *ks_config_check(apr_pool_t *p, const ks_server_config *c);
 int ks_config_in_use(const ks_server_config *c);
 
 ks_server_config *ks_server_conf(server_rec *s);
-ks_dir_config *ks_dir_conf(request_rec *r);
 
 #endif

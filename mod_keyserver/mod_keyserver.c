@@ -93,9 +93,7 @@ static int ks_handler(request_rec *r)
 {
     if (r->handler == NULL || strcmp(r->handler, KS_HANDLER) != 0)
         return DECLINED;
-    ks_dir_config *d = ks_dir_conf(r);
-    return smh_route_dispatch(r, d->base ? d->base : "/", routes,
-                              sizeof(routes) / sizeof(routes[0]), NULL);
+    return smh_route_dispatch(r, routes, sizeof(routes) / sizeof(routes[0]), NULL);
 }
 
 static void ks_register_hooks(apr_pool_t *p)
@@ -110,13 +108,13 @@ static void ks_register_hooks(apr_pool_t *p)
 
 AP_DECLARE_MODULE(keyserver) = {
     STANDARD20_MODULE_STUFF,
-    ks_create_dir_config,
-    ks_merge_dir_config,
+    NULL, /* no per-directory configuration */
+    NULL,
     ks_create_server_config,
     ks_merge_server_config,
     ks_directives,
     ks_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
-    AP_MODULE_FLAG_ALWAYS_MERGE
+    AP_MODULE_FLAG_NONE
 #endif
 };

@@ -72,7 +72,7 @@ static int ms_handler(request_rec *r)
 {
     if (r->handler == NULL || strcmp(r->handler, MS_HANDLER) != 0)
         return DECLINED;
-    return smh_route_dispatch(r, NULL, routes, sizeof(routes) / sizeof(routes[0]), NULL);
+    return smh_route_dispatch(r, routes, sizeof(routes) / sizeof(routes[0]), NULL);
 }
 
 static void ms_register_hooks(apr_pool_t *p)
@@ -88,13 +88,13 @@ static void ms_register_hooks(apr_pool_t *p)
 
 AP_DECLARE_MODULE(mediastore) = {
     STANDARD20_MODULE_STUFF,
-    ms_create_dir_config,
-    ms_merge_dir_config,
+    NULL, /* no per-directory configuration */
+    NULL,
     ms_create_server_config,
     ms_merge_server_config,
     ms_directives,
     ms_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
-    AP_MODULE_FLAG_ALWAYS_MERGE
+    AP_MODULE_FLAG_NONE
 #endif
 };

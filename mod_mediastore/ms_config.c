@@ -38,11 +38,6 @@ ms_server_config *ms_server_conf(server_rec *s)
     return ap_get_module_config(s->module_config, &mediastore_module);
 }
 
-ms_dir_config *ms_dir_conf(request_rec *r)
-{
-    return ap_get_module_config(r->per_dir_config, &mediastore_module);
-}
-
 void *ms_create_server_config(apr_pool_t *p, server_rec *s)
 {
     (void)s;
@@ -87,21 +82,6 @@ void *ms_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     smh_db_settings_merge(&c->db, &base->db, &add->db);
     c->roles = smh_role_map_merge(p, base->roles, add->roles);
     return c;
-}
-
-void *ms_create_dir_config(apr_pool_t *p, char *dir)
-{
-    ms_dir_config *d = apr_pcalloc(p, sizeof(*d));
-    d->base = dir != NULL ? smh_route_base_from_dir(p, dir) : NULL;
-    return d;
-}
-
-void *ms_merge_dir_config(apr_pool_t *p, void *basev, void *addv)
-{
-    const ms_dir_config *base = basev, *add = addv;
-    ms_dir_config *d = apr_pcalloc(p, sizeof(*d));
-    d->base = add->base != NULL ? add->base : base->base;
-    return d;
 }
 
 static ms_server_config *cmd_conf(cmd_parms *cmd)

@@ -50,16 +50,10 @@ typedef struct ms_server_config {
     unsigned set_mask;             /* which scalar directives were given */
 } ms_server_config;
 
-typedef struct ms_dir_config {
-    const char *base; /* the <Location> path routes are relative to */
-} ms_dir_config;
-
 extern const command_rec ms_directives[];
 
 void *ms_create_server_config(apr_pool_t *p, server_rec *s);
 void *ms_merge_server_config(apr_pool_t *p, void *base, void *add);
-void *ms_create_dir_config(apr_pool_t *p, char *dir);
-void *ms_merge_dir_config(apr_pool_t *p, void *base, void *add);
 
 /* Checks the configuration of every virtual host where the handler may
  * run: NULL when usable, else the message configtest prints. */
@@ -70,6 +64,5 @@ const char *ms_config_check(apr_pool_t *p, const ms_server_config *c);
 int ms_config_in_use(const ms_server_config *c);
 
 ms_server_config *ms_server_conf(server_rec *s);
-ms_dir_config *ms_dir_conf(request_rec *r);
 
 #endif

@@ -90,9 +90,7 @@ static int rt_handler(request_rec *r)
 {
     if (r->handler == NULL || strcmp(r->handler, RT_HANDLER) != 0)
         return DECLINED;
-    rt_dir_config *d = rt_dir_conf(r);
-    return smh_route_dispatch(r, d->base ? d->base : "/", routes,
-                              sizeof(routes) / sizeof(routes[0]), NULL);
+    return smh_route_dispatch(r, routes, sizeof(routes) / sizeof(routes[0]), NULL);
 }
 
 static void rt_register_hooks(apr_pool_t *p)
@@ -107,13 +105,13 @@ static void rt_register_hooks(apr_pool_t *p)
 
 AP_DECLARE_MODULE(retail) = {
     STANDARD20_MODULE_STUFF,
-    rt_create_dir_config,
-    rt_merge_dir_config,
+    NULL, /* no per-directory configuration */
+    NULL,
     rt_create_server_config,
     rt_merge_server_config,
     rt_directives,
     rt_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
-    AP_MODULE_FLAG_ALWAYS_MERGE
+    AP_MODULE_FLAG_NONE
 #endif
 };

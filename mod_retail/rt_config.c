@@ -43,11 +43,6 @@ rt_server_config *rt_server_conf(server_rec *s)
     return ap_get_module_config(s->module_config, &retail_module);
 }
 
-rt_dir_config *rt_dir_conf(request_rec *r)
-{
-    return ap_get_module_config(r->per_dir_config, &retail_module);
-}
-
 void *rt_create_server_config(apr_pool_t *p, server_rec *s)
 {
     (void)s;
@@ -97,21 +92,6 @@ void *rt_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     smh_db_settings_merge(&c->db, &base->db, &add->db);
     c->roles = smh_role_map_merge(p, base->roles, add->roles);
     return c;
-}
-
-void *rt_create_dir_config(apr_pool_t *p, char *dir)
-{
-    rt_dir_config *d = apr_pcalloc(p, sizeof(*d));
-    d->base = dir != NULL ? smh_route_base_from_dir(p, dir) : NULL;
-    return d;
-}
-
-void *rt_merge_dir_config(apr_pool_t *p, void *basev, void *addv)
-{
-    const rt_dir_config *base = basev, *add = addv;
-    rt_dir_config *d = apr_pcalloc(p, sizeof(*d));
-    d->base = add->base != NULL ? add->base : base->base;
-    return d;
 }
 
 static rt_server_config *cmd_conf(cmd_parms *cmd)

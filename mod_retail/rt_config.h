@@ -48,21 +48,14 @@ typedef struct rt_server_config {
     uint64_t set_mask;
 } rt_server_config;
 
-typedef struct rt_dir_config {
-    const char *base;
-} rt_dir_config;
-
 extern const command_rec rt_directives[];
 
 void *rt_create_server_config(apr_pool_t *p, server_rec *s);
 void *rt_merge_server_config(apr_pool_t *p, void *base, void *add);
-void *rt_create_dir_config(apr_pool_t *p, char *dir);
-void *rt_merge_dir_config(apr_pool_t *p, void *base, void *add);
 
 const char *rt_config_check(apr_pool_t *p, const rt_server_config *c);
 int rt_config_in_use(const rt_server_config *c);
 
 rt_server_config *rt_server_conf(server_rec *s);
-rt_dir_config *rt_dir_conf(request_rec *r);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include <ap_expr.h>
 #include <apr_strings.h>
 #include <http_config.h>
 #include <http_core.h>
@@ -19,13 +20,6 @@ const char *smh_route_param(const smh_route_match *m, const char *name)
             return m->values[i];
     }
     return NULL;
-}
-
-const char *smh_route_base_from_dir(apr_pool_t *p, const char *dir)
-{
-    if (dir == NULL || dir[0] != '/')
-        return "/";
-    return apr_pstrdup(p, dir);
 }
 
 const char *smh_route_path(request_rec *r, const char *base)
@@ -83,8 +77,36 @@ static int method_listed(const char *methods, const char *method)
     return 0;
 }
 
+/* The path of the last <Location> (config order, as httpd merges them)
+ * that is a plain URL prefix of r->uri and whose SetHandler names this
+ * request's handler; NULL when there is none. Other sections matching the
+ * request (a broader <Location /> after it, a narrower one inside it that
+ * sets a header or Require) do not move the module's base. */
+static const char *handler_location(request_rec *r)
+{
+    const core_server_config *sconf = ap_get_core_module_config(r->server->module_config);
+    if (sconf == NULL || sconf->sec_url == NULL || r->handler == NULL)
+        return NULL;
+    const char *found = NULL;
+    ap_conf_vector_t **sections = (ap_conf_vector_t **)sconf->sec_url->elts;
+    for (int i = 0; i < sconf->sec_url->nelts; i++) {
+        const core_dir_config *d = ap_get_core_module_config(sections[i]);
+        if (d == NULL || d->d == NULL || d->d[0] != '/' || d->r != NULL || d->d_is_fnmatch ||
+            d->expr_handler == NULL || smh_route_path(r, d->d) == NULL)
+            continue;
+        const char *err = NULL;
+        const char *handler = ap_expr_str_exec(r, d->expr_handler, &err);
+        if (err == NULL && handler != NULL && strcmp(handler, r->handler) == 0)
+            found = d->d;
+    }
+    return found;
+}
+
 const char *smh_route_location_base(request_rec *r)
 {
+    const char *own = handler_location(r);
+    if (own != NULL)
+        return own;
     const core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
     if (d == NULL || d->d == NULL || d->d[0] != '/' || d->r != NULL || d->d_is_fnmatch)
         return "/";
@@ -94,11 +116,9 @@ const char *smh_route_location_base(request_rec *r)
     return smh_route_path(r, d->d) != NULL ? d->d : "/";
 }
 
-int smh_route_dispatch(request_rec *r, const char *base, const smh_route *routes,
-                       size_t nroutes, void *ctx)
+int smh_route_dispatch(request_rec *r, const smh_route *routes, size_t nroutes, void *ctx)
 {
-    if (base == NULL || strcmp(base, "/") == 0)
-        base = smh_route_location_base(r);
+    const char *base = smh_route_location_base(r);
     const char *path = smh_route_path(r, base);
     if (path == NULL)
         return smh_problem_not_found(r, "no such resource here; check the URL");

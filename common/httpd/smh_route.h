@@ -39,24 +39,19 @@ const char *smh_route_param(const smh_route_match *m, const char *name);
  * base. */
 const char *smh_route_path(request_rec *r, const char *base);
 
-/* The <Location> path whose SetHandler selected this request (core's
- * innermost matching section), or "/" when that is not a plain URL prefix
- * of r->uri (a <LocationMatch>, a <Directory>, the server config). */
+/* The <Location> path whose SetHandler selected this request: the last
+ * <Location> (in config order, as httpd merges them) that is a URL prefix
+ * of r->uri and sets this handler, whatever other sections match too (a
+ * broader <Location /> placed after it, a narrower <Location> inside it).
+ * Without one (SetHandler in a <LocationMatch>, a <Directory>, the virtual
+ * host): the innermost merged section's path when it is a URL prefix of
+ * r->uri, else "/". */
 const char *smh_route_location_base(request_rec *r);
 
-/* Finds the route for r below base and calls its handler. base NULL or
- * "/" means smh_route_location_base(r): routes then work under whatever
- * <Location> the operator chose. No path match: 404 problem. Path matches
- * but not the method: 405 problem with Allow. Returns the handler's result
- * or DONE. */
-int smh_route_dispatch(request_rec *r, const char *base, const smh_route *routes,
-                       size_t nroutes, void *ctx);
-
-/* The location path from a create_dir_config dir argument: dir itself for
- * a <Location> path, "/" otherwise (server config, <Directory>, regex).
- * Note httpd calls create_dir_config for a section only when one of the
- * module's directives is in it; smh_route_location_base does not depend
- * on that. */
-const char *smh_route_base_from_dir(apr_pool_t *p, const char *dir);
+/* Finds the route for r below smh_route_location_base(r) and calls its
+ * handler: routes work under whatever <Location> the operator chose. No
+ * path match: 404 problem. Path matches but not the method: 405 problem
+ * with Allow. Returns the handler's result or DONE. */
+int smh_route_dispatch(request_rec *r, const smh_route *routes, size_t nroutes, void *ctx);
 
 #endif

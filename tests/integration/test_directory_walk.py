@@ -17,6 +17,7 @@ from retail_setup import Retail
 DIRECTORY_SENTINEL = "X-SM-Directory-Walk"
 HTACCESS_SENTINEL = "X-SM-Htaccess"
 LOCATION_SENTINEL = "X-SM-Location"
+NESTED_SENTINEL = "X-SM-Nested-Location"
 
 
 def all_three_modules(env):
@@ -29,12 +30,6 @@ def all_three_modules(env):
         with open(os.path.join(store, name), "w") as f:
             f.write(text)
     os.chmod(store, 0o755)
-    # Before the modules' own <Location> blocks: the routers take their
-    # base path from the last <Location> merged (smh_route_location_base).
-    env.httpd.add_vhost_config(f"""
-<Location />
-    Header always set {LOCATION_SENTINEL} 1
-</Location>""")
     Retail(env, extra='RetailStorefrontDir "%s"' % store)
     MediaStore(env, location="/ms")
     env.httpd.add_config(f"""
@@ -45,10 +40,21 @@ AddLanguage de .de
 </Directory>""")
     env.httpd.write_doc(".htaccess", "Header always set %s 1\n" % HTACCESS_SENTINEL)
     env.httpd.write_doc("static.txt", "static\n")
-    # After the key server's <Location>, so it merges last.
-    env.httpd.add_vhost_config("""
+    # After the modules' <Location> blocks, so they merge last: a broader
+    # one, and narrower ones inside the modules' locations. The routers
+    # still take their base from the <Location> that set their handler.
+    env.httpd.add_vhost_config(f"""
+<Location />
+    Header always set {LOCATION_SENTINEL} 1
+</Location>
 <Location /ks/v1/inventory>
     Require all denied
+</Location>
+<Location /ks/v1/jwks>
+    Header always set {NESTED_SENTINEL} 1
+</Location>
+<Location /ms/works>
+    Header always set {NESTED_SENTINEL} 1
 </Location>""")
     env.httpd.start()
 
@@ -88,6 +94,13 @@ def test_keyserver_retail_location_config_still_applies_without_the_walk(env):
     # A <Location> Require below the module's location.
     assert client.get("/ks/v1/inventory").status_code == 403
     assert client.get("/ks/v1/jwks").status_code == 200
+    # <Location> sections inside a module's location apply to its routes,
+    # which keep their paths.
+    r = client.get("/ks/v1/jwks")
+    assert r.status_code == 200 and r.headers.get(NESTED_SENTINEL) == "1"
+    assert "keys" in r.json()
+    r = client.post("/ms/works/w1")
+    assert r.status_code == 405 and r.headers.get(NESTED_SENTINEL) == "1", r.text[:300]
     # mod_mime does not take the URL's extensions for the response's
     # metadata: the request's file name is no longer DocumentRoot + URL.
     r = client.get("/shop/store/notes.de.txt")
