@@ -1,18 +1,20 @@
 #include "config.h"
 
-/* Catalog, offers and orders handlers (glue only). */
+/* The catalog, offer and order endpoints: each a store operation
+ * (common/sm_rt_store*.c) and what rt_handle_op needs to call it; the
+ * catalog search reads its own query parameter. */
 
 #include "smh_httpd.h"
 
-#include <string.h>
-
 #include <apr_strings.h>
+#include <apr_tables.h>
 #include <http_protocol.h>
 
 #include "retail.h"
 #include "sm_rt_validate.h"
-#include "smh_body.h"
 #include "smh_problem.h"
+
+/* ---- catalog ------------------------------------------------------------------------ */
 
 int rt_handle_catalog(request_rec *r, const smh_route_match *m, void *ctx)
 {
@@ -36,146 +38,73 @@ int rt_handle_catalog(request_rec *r, const smh_route_match *m, void *ctx)
     return rt_send_result(r, s, &res, "searching the catalog", &err);
 }
 
-int rt_handle_catalog_work(request_rec *r, const smh_route_match *m, void *ctx)
+static sm_status catalog_work(const rt_call *c, sm_rt_result *res, sm_error *err)
 {
-    (void)ctx;
-    int rc = OK;
-    rt_child_state *st = rt_begin_public(r, &rc);
-    if (st == NULL)
-        return rc;
-    sm_rt_result res;
-    sm_error err = {0};
-    sm_status s = sm_rt_catalog_get(&st->ctx, smh_route_param(m, "work_id"), &res, &err);
-    return rt_send_result(r, s, &res, "reading the catalog", &err);
+    return sm_rt_catalog_get(c->ctx, c->param, res, err);
 }
+const rt_endpoint rt_ep_catalog_work = {RT_PUBLIC, NULL, "work_id", 0, "reading the catalog",
+                                        catalog_work};
 
-int rt_handle_sync(request_rec *r, const smh_route_match *m, void *ctx)
+static sm_status sync_catalog(const rt_call *c, sm_rt_result *res, sm_error *err)
 {
-    (void)m;
-    (void)ctx;
-    int rc = OK;
-    rt_child_state *st = rt_begin_admin(r, &rc);
-    if (st == NULL)
-        return rc;
-    smh_finish_request_body(r);
-    sm_rt_result res;
-    sm_error err = {0};
-    sm_status s = sm_rt_catalog_sync(&st->ctx, &res, &err);
-    return rt_send_result(r, s, &res, "syncing the catalog", &err);
+    return sm_rt_catalog_sync(c->ctx, res, err);
 }
+const rt_endpoint rt_ep_sync = {RT_ADMIN, NULL, NULL, 0, "syncing the catalog", sync_catalog};
 
-int rt_handle_offers_list(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    int rc = OK;
-    rt_child_state *st = rt_begin_admin(r, &rc);
-    if (st == NULL)
-        return rc;
-    sm_rt_result res;
-    sm_error err = {0};
-    sm_status s = sm_rt_offer_list(&st->ctx, &res, &err);
-    return rt_send_result(r, s, &res, "listing offers", &err);
-}
+/* ---- offers ------------------------------------------------------------------------- */
 
-int rt_handle_offer_create(request_rec *r, const smh_route_match *m, void *ctx)
+static sm_status offers_list(const rt_call *c, sm_rt_result *res, sm_error *err)
 {
-    (void)m;
-    (void)ctx;
-    int rc = OK;
-    rt_child_state *st = rt_begin_admin(r, &rc);
-    if (st == NULL)
-        return rc;
-    json_t *body = NULL;
-    if ((rc = rt_read_body(r, "offer", &body)) != OK)
-        return rc;
-    sm_rt_result res;
-    sm_error err = {0};
-    sm_status s = sm_rt_offer_create(&st->ctx, body, &res, &err);
-    json_decref(body);
-    return rt_send_result(r, s, &res, "creating an offer", &err);
+    return sm_rt_offer_list(c->ctx, res, err);
 }
+const rt_endpoint rt_ep_offers_list = {RT_ADMIN, NULL, NULL, 0, "listing offers", offers_list};
 
-int rt_handle_offer_end(request_rec *r, const smh_route_match *m, void *ctx)
+static sm_status offer_create(const rt_call *c, sm_rt_result *res, sm_error *err)
 {
-    (void)ctx;
-    int rc = OK;
-    rt_child_state *st = rt_begin_admin(r, &rc);
-    if (st == NULL)
-        return rc;
-    sm_rt_result res;
-    sm_error err = {0};
-    sm_status s = sm_rt_offer_end(&st->ctx, smh_route_param(m, "offer_id"), &res, &err);
-    return rt_send_result(r, s, &res, "ending an offer", &err);
+    return sm_rt_offer_create(c->ctx, c->body, res, err);
 }
+const rt_endpoint rt_ep_offer_create = {RT_ADMIN, "offer", NULL, 0, "creating an offer",
+                                        offer_create};
 
-int rt_handle_order_place(request_rec *r, const smh_route_match *m, void *ctx)
+static sm_status offer_end(const rt_call *c, sm_rt_result *res, sm_error *err)
 {
-    (void)m;
-    (void)ctx;
-    int rc = OK;
-    uint64_t account = 0;
-    rt_child_state *st = rt_begin_consumer(r, &account, &rc);
-    if (st == NULL)
-        return rc;
-    json_t *body = NULL;
-    if ((rc = rt_read_body(r, "order", &body)) != OK)
-        return rc;
-    sm_rt_result res;
-    sm_error err = {0};
-    sm_status s = sm_rt_order_place(&st->ctx, account,
-                                    apr_table_get(r->headers_in, "Idempotency-Key"), body, &res,
-                                    &err);
-    json_decref(body);
-    return rt_send_result(r, s, &res, "placing an order", &err);
+    return sm_rt_offer_end(c->ctx, c->param, res, err);
 }
+const rt_endpoint rt_ep_offer_end = {RT_ADMIN, NULL, "offer_id", 0, "ending an offer",
+                                     offer_end};
 
-int rt_handle_orders_list(request_rec *r, const smh_route_match *m, void *ctx)
-{
-    (void)m;
-    (void)ctx;
-    int rc = OK;
-    uint64_t account = 0;
-    rt_child_state *st = rt_begin_consumer(r, &account, &rc);
-    if (st == NULL)
-        return rc;
-    unsigned limit, offset;
-    sm_error err = {0};
-    if (sm_rt_paging(r->args, &limit, &offset, &err) != SM_OK)
-        return smh_problem_bad_request(r, err.message);
-    sm_rt_result res;
-    sm_status s = sm_rt_order_list(&st->ctx, account, limit, offset, &res, &err);
-    return rt_send_result(r, s, &res, "listing orders", &err);
-}
+/* ---- orders ------------------------------------------------------------------------- */
 
-int rt_handle_order_get(request_rec *r, const smh_route_match *m, void *ctx)
+static sm_status order_place(const rt_call *c, sm_rt_result *res, sm_error *err)
 {
-    (void)ctx;
-    int rc = OK;
-    uint64_t account = 0;
-    rt_child_state *st = rt_begin_consumer(r, &account, &rc);
-    if (st == NULL)
-        return rc;
-    sm_rt_result res;
-    sm_error err = {0};
-    sm_status s = sm_rt_order_get(&st->ctx, account, smh_route_param(m, "order_id"), &res, &err);
-    return rt_send_result(r, s, &res, "reading an order", &err);
+    return sm_rt_order_place(c->ctx, c->account,
+                             apr_table_get(c->r->headers_in, "Idempotency-Key"), c->body, res,
+                             err);
 }
+const rt_endpoint rt_ep_order_place = {RT_CONSUMER, "order", NULL, 0, "placing an order",
+                                       order_place};
 
-int rt_handle_order_steer(request_rec *r, const smh_route_match *m, void *ctx)
+static sm_status orders_list(const rt_call *c, sm_rt_result *res, sm_error *err)
 {
-    (void)ctx;
-    int rc = OK;
-    uint64_t account = 0;
-    rt_child_state *st = rt_begin_consumer(r, &account, &rc);
-    if (st == NULL)
-        return rc;
-    sm_rt_result res;
-    sm_error err = {0};
-    const char *id = smh_route_param(m, "order_id");
-    sm_status s = sm_rt_order_steer(&st->ctx, account, id, &res, &err);
-    if (s == SM_OK && res.status == 200)
-        apr_table_setn(r->headers_out, "Content-Disposition",
-                       apr_psprintf(r->pool, "attachment; filename=\"%s.steer\"", id));
-    return rt_send_result(r, s, &res, "reading a steering file", &err);
+    return sm_rt_order_list(c->ctx, c->account, c->limit, c->offset, res, err);
 }
+const rt_endpoint rt_ep_orders_list = {RT_CONSUMER, NULL, NULL, 1, "listing orders",
+                                       orders_list};
+
+static sm_status order_get(const rt_call *c, sm_rt_result *res, sm_error *err)
+{
+    return sm_rt_order_get(c->ctx, c->account, c->param, res, err);
+}
+const rt_endpoint rt_ep_order_get = {RT_CONSUMER, NULL, "order_id", 0, "reading an order",
+                                     order_get};
+
+static sm_status order_steer(const rt_call *c, sm_rt_result *res, sm_error *err)
+{
+    sm_status s = sm_rt_order_steer(c->ctx, c->account, c->param, res, err);
+    if (s == SM_OK && res->status == 200)
+        apr_table_setn(c->r->headers_out, "Content-Disposition",
+                       apr_psprintf(c->r->pool, "attachment; filename=\"%s.steer\"", c->param));
+    return s;
+}
+const rt_endpoint rt_ep_order_steer = {RT_CONSUMER, NULL, "order_id", 0,
+                                       "reading a steering file", order_steer};
