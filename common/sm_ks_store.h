@@ -143,6 +143,13 @@ sm_status sm_ks_revoke(const sm_ks_ctx *ctx, const sm_ks_caller *caller, int is_
 sm_status sm_ks_ledger_append(sm_db_conn *conn, const sm_ks_ctx *ctx, const char *type,
                               const char *txn, json_t *data, uint64_t *seq_out, sm_error *err);
 
+/* Queues an entry inside the caller's transaction (no head lock): a
+ * sealer chains it after everything queued before it (FORMATS.md §7.5).
+ * For frequent events (sales); type at most SM_KS_LEDGER_TYPE_MAX
+ * bytes. */
+sm_status sm_ks_ledger_enqueue(sm_db_conn *conn, const sm_ks_ctx *ctx, const char *type,
+                               const char *txn, json_t *data, sm_error *err);
+
 /* Chains every queued entry, i.e. license rows not yet chained (one batch
  * per transaction; docs/FORMATS.md §7.5); *sealed (may be NULL) = how many. Called by each httpd child every few milliseconds;
  * checkpoints and exports seal first by themselves. */

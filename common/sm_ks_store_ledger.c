@@ -62,27 +62,34 @@ static sm_status store_checkpoint(sm_db_conn *c, const sm_ks_ctx *ctx, uint64_t 
     return st;
 }
 
-/* ---- queued license entries and sealing -------------------------------------
+/* ---- queued entries and sealing -------------------------------------------
  *
- * A license does not append to the chain: its row in `licenses` (chained =
- * 0) is its queued ledger entry. Sealing chains queued entries in id order
- * under the head lock and marks them chained in the same transaction.
- * Sealing runs inside the caller's transaction, after the head row was
- * locked FOR UPDATE, so there is one sealer at a time. It marks exactly the
- * rows it chains (AND chained = 0): a row another sealer chained meanwhile
- * (possible when this transaction's snapshot predates that sealer's commit)
- * changes nothing, and the whole transaction is retried as a conflict, so
- * no entry is chained twice. */
+ * Frequent events do not append to the chain: a license's row in
+ * `licenses`, and a sale event's row in `ledger_queue` (reservation,
+ * payment, delivery), is its queued entry (chained = 0), written in the
+ * event's own transaction. Both queues share one queue order (queue_order,
+ * from one sequence: an event written after another committed draws a
+ * larger number). Sealing chains the committed entries of both queues in
+ * that order under the head lock and marks them chained in the same
+ * transaction. It runs inside the caller's transaction, after the head row
+ * was locked FOR UPDATE, so there is one sealer at a time. It marks exactly
+ * the rows it chains (AND chained = 0): a row another sealer chained
+ * meanwhile (possible when this transaction's snapshot predates that
+ * sealer's commit) changes nothing, and the whole transaction is retried
+ * as a conflict, so no entry is chained twice. */
 
 #define SEAL_BATCH 64u
 /* Chained rows are marked with one statement per batch: 64 placeholders,
  * the unused ones repeating the last id (an IN list ignores repeats). */
 #define P8 "?, ?, ?, ?, ?, ?, ?, ?"
-/* By primary key only: a scan of (chained, id) would next-key-lock the
- * queue's end and make new licenses wait for the sealer. */
-static const char mark_64[] = "UPDATE licenses FORCE INDEX (PRIMARY) SET chained = 1 "
-    "WHERE chained = 0 AND id IN ("
-    P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ")";
+/* By primary key only: a scan of (chained, ...) would next-key-lock the
+ * queue's end and make new licenses and sales wait for the sealer. */
+#define MARK_IDS "WHERE chained = 0 AND id IN (" \
+    P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ", " P8 ")"
+static const char mark_licenses_64[] =
+    "UPDATE licenses FORCE INDEX (PRIMARY) SET chained = 1 " MARK_IDS;
+static const char mark_queue_64[] =
+    "UPDATE ledger_queue FORCE INDEX (PRIMARY) SET chained = 1 " MARK_IDS;
 /* Ledger rows go in 10, 3 or 1 at a time (10 x 6 parameters fit the
  * 64-parameter limit; at most 3 + 3 statements for a remainder). */
 #define ROW6 "(?, ?, ?, ?, ?, ?)"
@@ -91,12 +98,21 @@ static const char insert_1[] = INSERT_LEDGER ROW6;
 static const char insert_3[] = INSERT_LEDGER ROW6 ", " ROW6 ", " ROW6;
 static const char insert_10[] = INSERT_LEDGER ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", "
     ROW6 ", " ROW6 ", " ROW6 ", " ROW6 ", " ROW6;
-#define QUEUE_COLUMNS "SELECT id, issued_at, txn, work_id, jkt, activation, via_retailer " \
-                      "FROM licenses WHERE chained = 0 ORDER BY id LIMIT 64"
+/* The first SEAL_BATCH of each queue, in queue order (licenses queued
+ * before schema version 5 have order 0, and go by id). */
+#define LICENSE_QUEUE "SELECT id, queue_order, issued_at, txn, work_id, jkt, activation, " \
+                      "via_retailer FROM licenses WHERE chained = 0 " \
+                      "ORDER BY queue_order, id LIMIT 64"
+#define EVENT_QUEUE "SELECT id, queue_order, created_at, txn, type, data " \
+                    "FROM ledger_queue WHERE chained = 0 ORDER BY queue_order, id LIMIT 64"
+
+typedef enum queue_source { FROM_LICENSES, FROM_EVENTS } queue_source;
 
 typedef struct queued {
-    uint64_t id, seq;
+    queue_source source;
+    uint64_t id, order, seq;
     int64_t time;
+    char type[SM_KS_LEDGER_TYPE_MAX + 1];
     char txn[SM_KS_ID_SIZE];
     json_t *data;
     char *text;
@@ -113,18 +129,21 @@ static void free_queued(queued *q, size_t n)
 
 /* The ledger entry of a license row: the same data the license path
  * recorded when it appended itself. */
-static sm_status queued_from_row(const sm_db_rows *rows, queued *e, sm_error *err)
+static sm_status license_from_row(const sm_db_rows *rows, queued *e, sm_error *err)
 {
     char work_id[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE];
     int64_t activation = 0;
-    const char *via = sm_db_col_text(rows, 6, NULL);
+    const char *via = sm_db_col_text(rows, 7, NULL);
     sm_status st;
+    e->source = FROM_LICENSES;
+    snprintf(e->type, sizeof(e->type), "license");
     if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
-        (st = sm_db_col_int(rows, 1, &e->time, err)) != SM_OK ||
-        (st = ks_col_copy(rows, 2, e->txn, sizeof(e->txn), err)) != SM_OK ||
-        (st = ks_col_copy(rows, 3, work_id, sizeof(work_id), err)) != SM_OK ||
-        (st = ks_col_copy(rows, 4, jkt, sizeof(jkt), err)) != SM_OK ||
-        (st = sm_db_col_int(rows, 5, &activation, err)) != SM_OK)
+        (st = sm_db_col_uint(rows, 1, &e->order, err)) != SM_OK ||
+        (st = sm_db_col_int(rows, 2, &e->time, err)) != SM_OK ||
+        (st = ks_col_copy(rows, 3, e->txn, sizeof(e->txn), err)) != SM_OK ||
+        (st = ks_col_copy(rows, 4, work_id, sizeof(work_id), err)) != SM_OK ||
+        (st = ks_col_copy(rows, 5, jkt, sizeof(jkt), err)) != SM_OK ||
+        (st = sm_db_col_int(rows, 6, &activation, err)) != SM_OK)
         return sm_error_set(err, SM_ERR_DB, "license %llu cannot be chained: a column is damaged",
                             (unsigned long long)e->id);
     e->data = json_pack("{s:s,s:s,s:s,s:I}", "txn", e->txn, "work_id", work_id, "jkt", jkt,
@@ -136,40 +155,122 @@ static sm_status queued_from_row(const sm_db_rows *rows, queued *e, sm_error *er
     return SM_OK;
 }
 
-/* locking: a locking read (the latest committed rows, whatever this
- * transaction's snapshot) for appends inside business transactions, whose
- * snapshot may predate a sealer's commit; a consistent read otherwise (the
- * sealer's snapshot starts after it locked the head, and it must not block
- * new licenses). */
-static sm_status read_queue(sm_db_conn *c, int locking, queued *q, size_t *n, sm_error *err)
+/* The ledger entry of a queued event row, as sm_ks_ledger_enqueue wrote
+ * it. */
+static sm_status event_from_row(const sm_db_rows *rows, queued *e, sm_error *err)
 {
+    size_t len = 0;
+    const char *data = sm_db_col_text(rows, 5, &len);
+    const char *txn = sm_db_col_text(rows, 3, NULL);
+    sm_status st;
+    e->source = FROM_EVENTS;
+    if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
+        (st = sm_db_col_uint(rows, 1, &e->order, err)) != SM_OK ||
+        (st = sm_db_col_int(rows, 2, &e->time, err)) != SM_OK ||
+        (txn != NULL && (st = ks_col_copy(rows, 3, e->txn, sizeof(e->txn), err)) != SM_OK) ||
+        (st = ks_col_copy(rows, 4, e->type, sizeof(e->type), err)) != SM_OK || data == NULL ||
+        sm_ks_ledger_data_from_text(data, len, &e->data, err) != SM_OK)
+        return sm_error_set(err, SM_ERR_DB,
+                            "queued ledger entry %llu cannot be chained: a column is damaged",
+                            (unsigned long long)e->id);
+    if ((e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    return SM_OK;
+}
+
+/* Up to SEAL_BATCH entries of one queue, in its order, into q. */
+static sm_status read_one_queue(sm_db_conn *c, queue_source source, int locking, queued *q,
+                                size_t *n, sm_error *err)
+{
+    static const char *const sql[2][2] = {
+        {LICENSE_QUEUE, LICENSE_QUEUE " LOCK IN SHARE MODE"},
+        {EVENT_QUEUE, EVENT_QUEUE " LOCK IN SHARE MODE"}};
     sm_db_rows *rows = NULL;
     int has = 0;
     *n = 0;
-    sm_status st = sm_db_query(c, locking ? QUEUE_COLUMNS " LOCK IN SHARE MODE" : QUEUE_COLUMNS,
-                               NULL, 0, &rows, err);
+    sm_status st = sm_db_query(c, sql[source][locking != 0], NULL, 0, &rows, err);
     while (st == SM_OK && *n < SEAL_BATCH && (st = sm_db_rows_next(rows, &has, err)) == SM_OK &&
            has) {
         memset(&q[*n], 0, sizeof(q[*n]));
-        st = queued_from_row(rows, &q[*n], err);
+        st = source == FROM_LICENSES ? license_from_row(rows, &q[*n], err)
+                                     : event_from_row(rows, &q[*n], err);
         (*n)++;
     }
     sm_db_rows_free(rows);
     return st;
 }
 
-/* Marks the chained rows; all of them must still be unchained. */
-static sm_status mark_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
+static int queued_before(const queued *a, const queued *b)
+{
+    if (a->order != b->order)
+        return a->order < b->order;
+    /* Equal orders: only licenses queued before schema version 5 (order
+     * 0), chained first and by id, as they were. */
+    if (a->source != b->source)
+        return a->source == FROM_LICENSES;
+    return a->id < b->id;
+}
+
+/* The first SEAL_BATCH committed entries of both queues in queue order
+ * (each queue's first SEAL_BATCH hold them all), into q.
+ *
+ * locking: a locking read (the latest committed rows, whatever this
+ * transaction's snapshot) for appends inside business transactions, whose
+ * snapshot may predate a sealer's commit; a consistent read otherwise (the
+ * sealer's snapshot starts after it locked the head, and it must not block
+ * new licenses and sales). */
+static sm_status read_queue(sm_db_conn *c, int locking, queued *q, size_t *n, sm_error *err)
+{
+    queued licenses[SEAL_BATCH], events[SEAL_BATCH];
+    size_t nl = 0, ne = 0, i = 0, j = 0;
+    *n = 0;
+    sm_status st = read_one_queue(c, FROM_LICENSES, locking, licenses, &nl, err);
+    if (st == SM_OK)
+        st = read_one_queue(c, FROM_EVENTS, locking, events, &ne, err);
+    while (st == SM_OK && *n < SEAL_BATCH && (i < nl || j < ne)) {
+        if (j == ne || (i < nl && queued_before(&licenses[i], &events[j])))
+            q[(*n)++] = licenses[i++];
+        else
+            q[(*n)++] = events[j++];
+    }
+    /* What was read but not taken (or everything, on failure). */
+    free_queued(licenses + i, nl - i);
+    free_queued(events + j, ne - j);
+    if (st != SM_OK) {
+        free_queued(q, *n);
+        *n = 0;
+    }
+    return st;
+}
+
+/* Marks the rows of one queue that were chained (ids of the entries of q
+ * from that queue); all of them must still be unchained. */
+static sm_status mark_queue(sm_db_conn *c, queue_source source, const queued *q, size_t n,
+                            sm_error *err)
 {
     sm_db_param p[SEAL_BATCH];
-    for (size_t i = 0; i < SEAL_BATCH; i++)
-        p[i] = sm_db_uint(q[i < n ? i : n - 1].id);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (q[i].source == source)
+            p[k++] = sm_db_uint(q[i].id);
+    }
+    if (k == 0)
+        return SM_OK;
+    for (size_t i = k; i < SEAL_BATCH; i++)
+        p[i] = p[k - 1];
     uint64_t affected = 0;
-    sm_status st = sm_db_exec(c, mark_64, p, SEAL_BATCH, &affected, err);
-    if (st == SM_OK && affected != n)
+    sm_status st = sm_db_exec(c, source == FROM_LICENSES ? mark_licenses_64 : mark_queue_64, p,
+                              SEAL_BATCH, &affected, err);
+    if (st == SM_OK && affected != k)
         st = sm_error_set(err, SM_ERR_CONFLICT,
                           "queued ledger entries were sealed by another transaction");
     return st;
+}
+
+static sm_status mark_chained(sm_db_conn *c, const queued *q, size_t n, sm_error *err)
+{
+    sm_status st = mark_queue(c, FROM_LICENSES, q, n, err);
+    return st != SM_OK ? st : mark_queue(c, FROM_EVENTS, q, n, err);
 }
 
 /* A ledger row with this seq exists already: the head row did not follow
@@ -196,10 +297,10 @@ static sm_status insert_chained(sm_db_conn *c, const queued *q, size_t n, sm_err
             const queued *e = &q[i + j];
             p[6 * j] = sm_db_uint(e->seq);
             p[6 * j + 1] = sm_db_int(e->time);
-            p[6 * j + 2] = sm_db_text("license");
+            p[6 * j + 2] = sm_db_text(e->type);
             p[6 * j + 3] = sm_db_text(e->text);
             p[6 * j + 4] = sm_db_blob(e->hash, sizeof(e->hash));
-            p[6 * j + 5] = sm_db_text(e->txn);
+            p[6 * j + 5] = sm_db_text(e->txn[0] != '\0' ? e->txn : NULL);
         }
         sm_status st = ledger_insert_status(sm_db_exec(c, sql, p, 6 * k, NULL, err),
                                             q[i].seq, err);
@@ -226,7 +327,7 @@ static sm_status seal_batch(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, ui
     memcpy(h, head, sizeof(h));
     for (size_t i = 0; st == SM_OK && i < n; i++) {
         q[i].seq = ++s;
-        sm_ks_ledger_entry e = {q[i].seq, q[i].time, "license", q[i].data};
+        sm_ks_ledger_entry e = {q[i].seq, q[i].time, q[i].type, q[i].data};
         st = sm_ks_ledger_hash(h, &e, h, err);
         memcpy(q[i].hash, h, sizeof(h));
     }
@@ -279,7 +380,9 @@ static sm_status lock_head_for_append(sm_db_conn *c, uint64_t *seq,
     *any_queued = 1;
     sm_status st = sm_db_query(c,
                                "SELECT h.seq, h.hash, EXISTS (SELECT 1 FROM licenses "
-                               "WHERE chained = 0 LIMIT 1 LOCK IN SHARE MODE) "
+                               "WHERE chained = 0 LIMIT 1 LOCK IN SHARE MODE) OR "
+                               "EXISTS (SELECT 1 FROM ledger_queue WHERE chained = 0 "
+                               "LIMIT 1 LOCK IN SHARE MODE) "
                                "FROM ledger_head h WHERE h.id = 1 FOR UPDATE",
                                NULL, 0, &rows, err);
     if (st == SM_OK)
@@ -334,6 +437,25 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
     return st;
 }
 
+sm_status sm_ks_ledger_enqueue(sm_db_conn *c, const sm_ks_ctx *ctx, const char *type,
+                               const char *txn, json_t *data, sm_error *err)
+{
+    if (strlen(type) > SM_KS_LEDGER_TYPE_MAX)
+        return sm_error_set(err, SM_ERR_ARG, "ledger entry type too long");
+    char *text = sm_ks_ledger_data_to_text(data);
+    if (text == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    /* queue_order: the column's default draws it from the sequence. */
+    sm_status st = sm_db_exec(c,
+                              "INSERT INTO ledger_queue (created_at, type, data, txn) "
+                              "VALUES (?, ?, ?, ?)",
+                              SM_DB_PARAMS(sm_db_int(sm_ks_now(ctx)), sm_db_text(type),
+                                           sm_db_text(text), sm_db_text(txn)),
+                              NULL, err);
+    free(text);
+    return st;
+}
+
 typedef struct seal_args {
     const sm_ks_ctx *ctx;
     size_t sealed;
@@ -366,14 +488,20 @@ sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *er
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "the database is not configured");
     /* Most calls find the queue empty: one cheap read, no lock. */
     sm_db_conn *c = NULL;
-    int any = 0;
+    int has = 0;
+    int64_t any = 1;
     sm_status st = sm_db_acquire(ctx->db, &c, err);
     if (st != SM_OK)
         return st;
     sm_db_rows *rows = NULL;
-    st = sm_db_query(c, "SELECT id FROM licenses WHERE chained = 0 LIMIT 1", NULL, 0, &rows, err);
+    st = sm_db_query(c,
+                     "SELECT EXISTS (SELECT 1 FROM licenses WHERE chained = 0) OR "
+                     "EXISTS (SELECT 1 FROM ledger_queue WHERE chained = 0)",
+                     NULL, 0, &rows, err);
     if (st == SM_OK)
-        st = sm_db_rows_next(rows, &any, err);
+        st = sm_db_rows_next(rows, &has, err);
+    if (st == SM_OK && has)
+        st = sm_db_col_int(rows, 0, &any, err);
     sm_db_rows_free(rows);
     sm_db_release(c);
     if (st != SM_OK || !any)

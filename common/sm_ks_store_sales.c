@@ -212,7 +212,7 @@ static sm_status reserve_tx(sm_db_conn *c, void *argp, sm_error *err)
                          "license", ks_terms_type_column(&a->terms), "duration",
                          (json_int_t)a->terms.duration, "price", (json_int_t)price, "currency",
                          currency, "jkt", a->jkt);
-        st = data != NULL ? sm_ks_ledger_append(c, a->ctx, "reservation", v.txn, data, NULL, err)
+        st = data != NULL ? sm_ks_ledger_enqueue(c, a->ctx, "reservation", v.txn, data, err)
                           : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
         json_decref(data);
     }
@@ -432,7 +432,7 @@ static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
         json_t *data = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "txn", a->txn, "work_id", work_id,
                                  "retailer", retailer, "payment_ref", a->ref, "amount",
                                  (json_int_t)price, "currency", currency);
-        st = data != NULL ? sm_ks_ledger_append(c, a->ctx, "payment", a->txn, data, NULL, err)
+        st = data != NULL ? sm_ks_ledger_enqueue(c, a->ctx, "payment", a->txn, data, err)
                           : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
         json_decref(data);
     }
@@ -523,7 +523,7 @@ static sm_status delivery_tx(sm_db_conn *c, void *argp, sm_error *err)
     if (st == SM_OK && added == 1) {
         json_t *data = json_pack("{s:s,s:s,s:I}", "txn", a->txn, "work_id", a->work_id,
                                  "delivered_at", (json_int_t)a->delivered_at);
-        st = data != NULL ? sm_ks_ledger_append(c, a->ctx, "delivery", a->txn, data, NULL, err)
+        st = data != NULL ? sm_ks_ledger_enqueue(c, a->ctx, "delivery", a->txn, data, err)
                           : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
         json_decref(data);
     }

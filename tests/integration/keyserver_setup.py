@@ -194,16 +194,19 @@ KeyServerDBPoolSize 4
 
     def ledger_settled(self, timeout=10.0):
         """Waits until the children's sealers have chained every queued
-        ledger entry (a license row is its queued entry; FORMATS.md §7.5)."""
+        ledger entry (a license row, or a sale event's ledger_queue row, is
+        its queued entry; FORMATS.md §7.5)."""
         deadline = time.monotonic() + timeout
-        while self.query("SELECT COUNT(*) FROM licenses WHERE chained = 0") != [("0",)]:
+        while self.query("SELECT (SELECT COUNT(*) FROM licenses WHERE chained = 0) + "
+                         "(SELECT COUNT(*) FROM ledger_queue WHERE chained = 0)") != [("0",)]:
             assert time.monotonic() < deadline, "ledger entries still queued after %ss" % timeout
             time.sleep(0.02)
 
     def ledger_count(self):
         """Entries chained plus entries queued."""
         return self.query("SELECT (SELECT COUNT(*) FROM ledger) + "
-                          "(SELECT COUNT(*) FROM licenses WHERE chained = 0)")
+                          "(SELECT COUNT(*) FROM licenses WHERE chained = 0) + "
+                          "(SELECT COUNT(*) FROM ledger_queue WHERE chained = 0)")
 
     def client(self, role=None):
         return _Prefixed(self.env.client(role), self.location)

@@ -90,3 +90,51 @@ def test_concurrent_distinct_proofs_respect_the_activation_limit(env):
     assert _ledger_types(ks, reservation["txn"]).count("license") == 5
     seqs = [int(r[0]) for r in ks.query("SELECT seq FROM ledger ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))      # gapless
+
+
+def test_concurrent_sales_and_licenses_chain_in_causal_order(env, sm_workspace):
+    """Sale events and licenses are queued ledger entries (schema version
+    5): under concurrent sales each event is chained exactly once, gapless,
+    and every transaction's entries in the order they happened
+    (reservation, payment, then its licenses); the export verifies."""
+    from keyserver_setup import request_license, run_ledger_verify
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    sales = 30
+    retailer = env.pki.client("retailer1")
+
+    def sale(_):
+        client = harness.Client(env.httpd.https_url, env.pki.ca_cert, retailer, timeout=60)
+        device_client = harness.Client(env.httpd.https_url, env.pki.ca_cert, None, timeout=60)
+        try:
+            device = Device()
+            reservation = cat.reserve(device, client=ks_client(client))
+            cat.pay(reservation, client=ks_client(client))
+            for _ in range(2):
+                r = request_license(ks, device, reservation["voucher"],
+                                    client=ks_client(device_client))
+                assert r.status_code == 200, r.text
+            return reservation["txn"]
+        finally:
+            client.close()
+            device_client.close()
+
+    def ks_client(client):
+        return type(ks.client())(client, ks.location)
+
+    with ThreadPoolExecutor(max_workers=sales) as pool:
+        txns = list(pool.map(sale, range(sales)))
+    ks.ledger_settled()
+    rows = ks.query("SELECT seq, type, txn FROM ledger ORDER BY seq")
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
+    for txn in txns:
+        assert [t for _, t, x in rows if x == txn] == [
+            "reservation", "payment", "license", "license"], txn
+    types = [t for _, t, _ in rows]
+    assert types.count("reservation") == types.count("payment") == sales
+    assert types.count("license") == 2 * sales
+    assert ks.query("SELECT COUNT(*) FROM ledger_queue WHERE chained = 0") == [("0",)]
+    export = ks.client("admin").get("/v1/ledger/export")
+    code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
+    assert code == 0, (out, err)

@@ -132,7 +132,8 @@ def test_checkpoints(env, sm_workspace):
     env.httpd.start()
     cat = Catalog(ks)                       # 2 entries
     device = Device()
-    cat.sold(device)                        # 2 more: a checkpoint at 3
+    cat.sold(device)                        # 2 more, queued: a checkpoint at 3
+    ks.ledger_settled()
     assert ks.query("SELECT seq FROM ledger_checkpoints") == [("3",)]
     admin = ks.client("admin")
     r = admin.post_json("/v1/ledger/checkpoints", {}, expect=201)
@@ -235,23 +236,26 @@ def test_append_chains_licenses_committed_while_it_waited(env, sm_workspace):
 
 
 def test_ledger_without_the_head_trigger_fails_clearly(env, sm_workspace):
-    """A database left at schema version 2 (no ledger_head_follows
-    trigger): the head stays put, the next append meets its own seq, and
-    the sale fails with an error naming the migration, never a second
-    chain."""
+    """A database left without the ledger_head_follows trigger (schema
+    version 3): the head stays put, the next append meets its own seq, and
+    the event fails with an error naming the migration, never a second
+    chain. Revocations append in their own transaction."""
     ks = KeyServer(env)
     env.httpd.start()
     cat = Catalog(ks)
     device = Device()
-    cat.sold(device)
+    first, second = cat.sold(device), cat.sold(device)
+    ks.ledger_settled()
     ks.query("DROP TRIGGER ledger_head_follows")
     entries = ks.query("SELECT COUNT(*) FROM ledger")
-    cat.reserve(device)            # appends once; the head does not move
-    r = cat.retailer.post("/v1/reservations", json={
-        "reservation_ref": "res-after", "work_id": cat.work_id,
-        "license": {"type": "purchase"}, "jkt": device.jkt})
+    admin = ks.client("admin")
+    admin.post_json("/v1/revocations", {"kind": "transaction", "subject": first["txn"],
+                                        "reason": "test"}, expect=201)
+    r = admin.post("/v1/revocations", json={"kind": "transaction", "subject": second["txn"],
+                                            "reason": "test"})
     assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
     assert int(ks.query("SELECT COUNT(*) FROM ledger")[0][0]) == int(entries[0][0]) + 1
+    assert ks.query("SELECT COUNT(*) FROM revocations") == [("1",)]
     with open(env.httpd.error_log) as f:
         assert "apply the key server's schema version 3" in f.read()
     env.expect_log("SM00012")
@@ -280,11 +284,13 @@ def test_license_without_the_schema_4_procedures_fails_clearly(env):
 
 def test_database_older_than_the_module_is_refused(env):
     """The key server's pool checks the schema version of each connection
-    it opens: a database at version 3 gets no request through (500, the
-    log names both versions and the migration tool), and once migrated
+    it opens: a database one version behind gets no request through (500,
+    the log names both versions and the migration tool), and once migrated
     the same children serve again."""
     ks = KeyServer(env)
-    ks.query("DELETE FROM schema_version WHERE version = 4")
+    newest = ks.query("SELECT version, name, sha256 FROM schema_version "
+                      "ORDER BY version DESC LIMIT 1")[0]
+    ks.query("DELETE FROM schema_version WHERE version = %s" % newest[0])
     env.httpd.start()
     admin = ks.client("admin")
     owner = {"owner_id": "o1", "name": "Owner",
@@ -294,11 +300,12 @@ def test_database_older_than_the_module_is_refused(env):
     assert ks.query("SELECT COUNT(*) FROM owners") == [("0",)]
     with open(env.httpd.error_log) as f:
         log = f.read()
-    assert "is at schema version 3; this module needs version 4" in log
+    assert "is at schema version %d; this module needs version %s" % (
+        int(newest[0]) - 1, newest[0]) in log
     assert "secmedia-db-migrate" in log
     env.expect_log("SM00012")
-    ks.query("INSERT INTO schema_version (version, name, sha256) "
-             "VALUES (4, '0004_license_two_round_trips.sql', REPEAT('0', 64))")
+    ks.query("INSERT INTO schema_version (version, name, sha256) VALUES (%s, '%s', '%s')"
+             % newest)
     r = admin.post("/v1/owners", json=owner)
     assert r.status_code == 201, r.text
 
@@ -338,15 +345,14 @@ def test_transaction_flags_follow_payments_and_revocations(env):
                    "transaction-revoked")
 
 
-def test_schema_4_migration_sets_the_flags_of_existing_transactions(env, sm_workspace):
-    """A version-3 database with sales in it, migrated to version 4: the
-    payment and revocation flags of existing transactions are filled in
-    from their rows (a transaction paid, one paid and revoked, one
-    reserved only, a device revoked)."""
-    sql = os.path.join(sm_workspace.new_dir("sql-v3"), "sql")
+def _keyserver_database_at(env, sm_workspace, version):
+    """A key server database migrated up to version only, with an owner, a
+    retailer, a work, a contract and three transactions: t-paid (paid),
+    t-revoked (paid, then revoked), t-reserved; and a revoked device."""
+    sql = os.path.join(sm_workspace.new_dir("sql-v%d" % version), "sql")
     shutil.copytree(env.sql_dir, sql)
     for name in os.listdir(os.path.join(sql, "keyserver")):
-        if int(name[:4]) >= 4:
+        if int(name[:4]) > version:
             os.remove(os.path.join(sql, "keyserver", name))
     database = env.role_database("keyserver")
     env.db.migrate(database.name, "keyserver", sql)
@@ -373,11 +379,46 @@ def test_schema_4_migration_sets_the_flags_of_existing_transactions(env, sm_work
         "INSERT INTO revocations VALUES ('transaction', 't-revoked', 'fraud', 'admin', 3);"
         "INSERT INTO revocations VALUES ('device', REPEAT('j', 43), 'lost', 'admin', 3);",
         database.name)
+    return database
+
+
+def test_schema_4_migration_sets_the_flags_of_existing_transactions(env, sm_workspace):
+    """A version-3 database with sales in it, migrated: the payment and
+    revocation flags of existing transactions are filled in from their
+    rows (a transaction paid, one paid and revoked, one reserved only, a
+    device revoked)."""
+    database = _keyserver_database_at(env, sm_workspace, 3)
     out = env.db.migrate(database.name, "keyserver", env.sql_dir)
     assert "applied: 0004_" in out
     assert env.db.query("SELECT txn, paid, revoked FROM transactions ORDER BY txn",
                         database.name) == [("t-paid", "1", "0"), ("t-reserved", "0", "0"),
                                            ("t-revoked", "1", "1")]
+
+
+def test_schema_5_migration_puts_queued_licenses_first(env, sm_workspace):
+    """A version-4 database with licenses still queued, migrated: they keep
+    their queue (order 0, i.e. before anything queued from now on, by id
+    among themselves); new licenses and sale events draw their order from
+    one sequence."""
+    database = _keyserver_database_at(env, sm_workspace, 4)
+    for i in (1, 2):
+        env.db.execute(
+            "INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, work_id, "
+            "activation, chained) VALUES ('t-paid', REPEAT('j', 43), 5, 'old-proof-%d', "
+            "'old-delivery-%d', 'w1', %d, 0)" % (i, i, i), database.name)
+    out = env.db.migrate(database.name, "keyserver", env.sql_dir)
+    assert "applied: 0005_" in out
+    env.db.execute(
+        "INSERT INTO ledger_queue (created_at, type, data, txn) "
+        "VALUES (6, 'payment', '{}', 't-reserved');"
+        "INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, work_id, "
+        "activation, chained) VALUES ('t-paid', REPEAT('j', 43), 7, 'new-proof', "
+        "'new-delivery', 'w1', 3, 0)", database.name)
+    licenses = env.db.query("SELECT proof_jti, queue_order FROM licenses ORDER BY id",
+                            database.name)
+    event = int(env.db.query("SELECT queue_order FROM ledger_queue", database.name)[0][0])
+    assert licenses[:2] == [("old-proof-1", "0"), ("old-proof-2", "0")]
+    assert licenses[2][0] == "new-proof" and 0 < event < int(licenses[2][1])
 
 
 def test_spent_proof_ids_are_purged(env):

@@ -118,5 +118,6 @@ def test_publish_sell_license_deliver(env, sm_workspace):
     while time.time() < deadline and ks.query("SELECT COUNT(*) FROM deliveries") != [("1",)]:
         time.sleep(0.2)
     assert ks.query("SELECT txn, work_id FROM deliveries") == [(reservation["txn"], "w-pub")]
+    ks.ledger_settled()                     # the delivery's entry is queued, then chained
     assert ks.query("SELECT COUNT(*) FROM ledger WHERE type = 'delivery'") == [("1",)]
     env.allow_log("SM02011", "SM02012")
