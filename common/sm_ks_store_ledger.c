@@ -445,10 +445,10 @@ sm_status sm_ks_ledger_enqueue(sm_db_conn *c, const sm_ks_ctx *ctx, const char *
     char *text = sm_ks_ledger_data_to_text(data);
     if (text == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    /* queue_order: the column's default draws it from the sequence. */
+    /* The entry's place in the one queue order of licenses and events. */
     sm_status st = sm_db_exec(c,
-                              "INSERT INTO ledger_queue (created_at, type, data, txn) "
-                              "VALUES (?, ?, ?, ?)",
+                              "INSERT INTO ledger_queue (queue_order, created_at, type, data, "
+                              "txn) VALUES (NEXT VALUE FOR ledger_queue_order, ?, ?, ?, ?)",
                               SM_DB_PARAMS(sm_db_int(sm_ks_now(ctx)), sm_db_text(type),
                                            sm_db_text(text), sm_db_text(txn)),
                               NULL, err);

@@ -20,17 +20,21 @@ CREATE SEQUENCE ledger_queue_order START WITH 1 INCREMENT BY 1 NOCYCLE;
 -- Licenses still queued from before get order 0: ahead of everything
 -- queued from now on (the sequence starts at 1), among themselves in id
 -- order as before (the sealer orders by queue_order, then id).
+--
+-- Every insert draws its number explicitly (NEXT VALUE FOR in the
+-- statement): MariaDB 10.11 can crash evaluating NEXT VALUE FOR as a
+-- column DEFAULT in prepared statements under concurrent inserts.
 ALTER TABLE licenses
     ADD COLUMN queue_order BIGINT UNSIGNED NOT NULL DEFAULT 0,
     ADD KEY licenses_queue (chained, queue_order, id),
     DROP KEY licenses_unchained;
-ALTER TABLE licenses ALTER COLUMN queue_order SET DEFAULT (NEXT VALUE FOR ledger_queue_order);
 
 -- Queued entries of other events; `data` is the entry's data object as
--- stored in the ledger (compact JSON, members sorted).
+-- stored in the ledger (compact JSON, members sorted); queue_order drawn
+-- by the insert.
 CREATE TABLE ledger_queue (
     id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
-    queue_order BIGINT UNSIGNED NOT NULL DEFAULT (NEXT VALUE FOR ledger_queue_order),
+    queue_order BIGINT UNSIGNED NOT NULL,
     created_at  BIGINT NOT NULL,
     type        VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     data        TEXT NOT NULL,
@@ -39,3 +43,28 @@ CREATE TABLE ledger_queue (
     PRIMARY KEY (id),
     KEY ledger_queue_unchained (chained, queue_order, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- license_grant of version 4, drawing the license's queue order.
+DROP PROCEDURE license_grant;
+
+DELIMITER //
+
+CREATE PROCEDURE license_grant(
+    IN p_txn VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin,
+    IN p_jkt CHAR(43) CHARACTER SET ascii COLLATE ascii_bin,
+    IN p_now BIGINT,
+    IN p_proof_jti VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin,
+    IN p_delivery_jti VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin,
+    IN p_via VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin,
+    IN p_work_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin,
+    IN p_activation INT UNSIGNED)
+    MODIFIES SQL DATA
+BEGIN
+    INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, via_retailer,
+                          work_id, activation, chained, queue_order)
+    VALUES (p_txn, p_jkt, p_now, p_proof_jti, p_delivery_jti, p_via, p_work_id,
+            p_activation, 0, NEXT VALUE FOR ledger_queue_order);
+    COMMIT;
+END //
+
+DELIMITER ;

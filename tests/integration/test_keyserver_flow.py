@@ -409,11 +409,10 @@ def test_schema_5_migration_puts_queued_licenses_first(env, sm_workspace):
     out = env.db.migrate(database.name, "keyserver", env.sql_dir)
     assert "applied: 0005_" in out
     env.db.execute(
-        "INSERT INTO ledger_queue (created_at, type, data, txn) "
-        "VALUES (6, 'payment', '{}', 't-reserved');"
-        "INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti, work_id, "
-        "activation, chained) VALUES ('t-paid', REPEAT('j', 43), 7, 'new-proof', "
-        "'new-delivery', 'w1', 3, 0)", database.name)
+        "INSERT INTO ledger_queue (queue_order, created_at, type, data, txn) "
+        "VALUES (NEXT VALUE FOR ledger_queue_order, 6, 'payment', '{}', 't-reserved');"
+        "CALL license_grant('t-paid', REPEAT('j', 43), 7, 'new-proof', 'new-delivery', "
+        "NULL, 'w1', 3)", database.name)
     licenses = env.db.query("SELECT proof_jti, queue_order FROM licenses ORDER BY id",
                             database.name)
     event = int(env.db.query("SELECT queue_order FROM ledger_queue", database.name)[0][0])
