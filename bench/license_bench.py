@@ -73,14 +73,16 @@ def ensure_built(build):
 
 
 def build_baseline(build, workdir):
-    """apxs-builds the baseline module against the built libsecmedia."""
+    """apxs-builds the baseline module against the built libsecmedia_db and
+    libsecmedia (the pool the key server uses)."""
     src = os.path.join(workdir, "mod_sm_dbbaseline.c")
     shutil.copy(os.path.join(TOP, "bench", "mod_sm_dbbaseline.c"), src)
-    lib = os.path.join(build, "common", ".libs", "libsecmedia.a")
+    libs_dir = os.path.join(build, "common", ".libs")
+    lib = [os.path.join(libs_dir, "libsecmedia_db.a"), os.path.join(libs_dir, "libsecmedia.a")]
     libs = subprocess.run(["pkg-config", "--libs", "libmariadb", "cjose", "jansson", "libcrypto",
                            "libcurl"], check=True, stdout=subprocess.PIPE, text=True).stdout.split()
     subprocess.run(["apxs", "-c", "-I" + build, "-I" + os.path.join(TOP, "common"),
-                    "-I" + os.path.join(TOP, "common", "httpd"), src, lib] + libs + ["-lpthread"],
+                    "-I" + os.path.join(TOP, "common", "httpd"), src] + lib + libs + ["-lpthread"],
                    cwd=workdir, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return os.path.join(workdir, ".libs", "mod_sm_dbbaseline.so")
