@@ -218,7 +218,14 @@ static int queued_before(const queued *a, const queued *b)
  * transaction's snapshot) for appends inside business transactions, whose
  * snapshot may predate a sealer's commit; a consistent read otherwise (the
  * sealer's snapshot starts after it locked the head, and it must not block
- * new licenses and sales). */
+ * new licenses and sales).
+ *
+ * The two reads see one state of both queues: the consistent reads share
+ * the transaction's snapshot; a locking read leaves its queue's unchained
+ * range next-key-locked to its end (or to its 64th row, and the caller
+ * reads again while batches are full), so no entry of that queue commits
+ * between the two reads, and an effect read from one queue never goes
+ * without its cause from the other. */
 static sm_status read_queue(sm_db_conn *c, int locking, queued *q, size_t *n, sm_error *err)
 {
     queued licenses[SEAL_BATCH], events[SEAL_BATCH];
