@@ -40,6 +40,11 @@ struct sm_db_conn {
     /* The rows of a CALL are open and the procedure's final status is
      * still unread: no other statement until they are freed. */
     int call_pending;
+    /* A CALL's trailing status was an error, read when its rows were
+     * freed: the connection is broken, and its next statement reports
+     * this error (a deadlock stays a conflict, retried). */
+    unsigned deferred_errno;
+    char deferred_message[256];
     /* autocommit is off: the first statement begins a transaction, so a
      * transaction costs no START round trip. Such a connection is always
      * between transactions while idle (each ends in COMMIT or ROLLBACK);
@@ -402,11 +407,13 @@ static sm_status conn_open(sm_db_pool *p, sm_db_conn **out, sm_error *err)
                  wt = p->cfg.write_timeout_s;
     /* The lock wait timeout is a number from our own config, not input.
      * autocommit = 1 explicitly: a server whose default is 0 would
-     * otherwise leave plain writes uncommitted (implicit_begin starts 0). */
-    char init[128];
+     * otherwise leave plain writes uncommitted (implicit_begin starts 0).
+     * completion_type = 0: a COMMIT inside a procedure must end the
+     * transaction (sm_db_exec_commit), not chain a new one. */
+    char init[256];
     snprintf(init, sizeof(init),
              "SET SESSION innodb_lock_wait_timeout = %u, SESSION sql_mode = 'TRADITIONAL', "
-             "SESSION autocommit = 1",
+             "SESSION autocommit = 1, SESSION completion_type = 0",
              p->cfg.lock_wait_timeout_s);
     mysql_optionsv(c->mysql, MYSQL_OPT_RECONNECT, &off);
     mysql_optionsv(c->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
@@ -692,6 +699,8 @@ static sm_status stmt_get(sm_db_conn *c, const char *sql, MYSQL_STMT **out, sm_e
 static sm_status stmt_run(sm_db_conn *c, const char *sql, const sm_db_param *params,
                           size_t nparams, MYSQL_STMT **out, sm_error *err)
 {
+    if (c->broken && c->deferred_errno != 0)
+        return db_failure(c, c->deferred_errno, c->deferred_message, "status of a CALL", err);
     if (c->broken)
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "database connection already failed");
     if (c->call_pending)
@@ -765,6 +774,8 @@ static int drain_results(sm_db_conn *c, MYSQL_STMT *s)
         }
     }
     if (rc > 0) {
+        c->deferred_errno = mysql_stmt_errno(s);
+        snprintf(c->deferred_message, sizeof(c->deferred_message), "%s", mysql_stmt_error(s));
         c->broken = 1;
         return 0;
     }
@@ -1069,20 +1080,26 @@ static sm_status run_retried(sm_db_pool *pool, int tx, sm_db_tx_fn fn, void *arg
         if (st != SM_OK)
             return st;
         c->commit_sent = 0;
+        /* fn committed the transaction itself (sm_db_exec_commit): nothing
+         * is left to commit or roll back (a ROLLBACK would cost a round
+         * trip), and whatever fn returns, it must not run again. */
+        int committed_by_fn = 0;
         if (!tx) {
             st = fn(c, arg, err);
         } else if ((st = sm_db_begin(c, err)) == SM_OK) {
             st = fn(c, arg, err);
-            if (st == SM_OK && c->in_transaction) /* else fn ended it: sm_db_exec_commit */
+            committed_by_fn = !c->in_transaction;
+            if (!committed_by_fn && st == SM_OK)
                 st = sm_db_commit(c, err);
-            else if (!c->broken)
+            else if (!committed_by_fn && !c->broken)
                 sm_db_rollback(c);
         }
         int lost_before_commit = st == SM_ERR_UNAVAILABLE && c->broken && !c->commit_sent;
         sm_db_release(c);
         if (st == SM_OK)
             return SM_OK;
-        int again = st == SM_ERR_CONFLICT && attempt < pool->cfg.tx_max_attempts;
+        int again = st == SM_ERR_CONFLICT && attempt < pool->cfg.tx_max_attempts &&
+                    !committed_by_fn;
         if (!again && lost_before_commit && !reconnected)
             again = reconnected = 1;
         if (!again)

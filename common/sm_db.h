@@ -169,7 +169,8 @@ void sm_db_rollback(sm_db_conn *conn);
  * nothing more); SM_ERR_DB when the server reports it still open. When the
  * statement fails, the transaction is open as after any failed statement.
  * A lost connection is SM_ERR_UNAVAILABLE with the outcome unknown, as
- * for sm_db_commit. */
+ * for sm_db_commit, and not retried by sm_db_transaction: the statements
+ * the procedure ran before its COMMIT are part of that unknown outcome. */
 sm_status sm_db_exec_commit(sm_db_conn *conn, const char *sql, const sm_db_param *params,
                             size_t nparams, sm_error *err);
 

@@ -17,23 +17,31 @@
 -- ran this migration (their DEFINER); the module's account needs EXECUTE
 -- (docs/CONFIGURATION.md §1.2). Parameters are ascii_bin like the columns
 -- they are compared with, so every lookup uses its index.
+--
+-- Every step can run again: a run that stopped half-way (e.g. for a
+-- missing privilege) is finished by running the migration again.
+
+-- Wait at most 30 s for the tables' metadata locks (not the server's
+-- default of a year, queueing all traffic behind a long transaction).
+SET SESSION lock_wait_timeout = 30;
 
 ALTER TABLE transactions
-    ADD COLUMN paid TINYINT UNSIGNED NOT NULL DEFAULT 0,
-    ADD COLUMN revoked TINYINT UNSIGNED NOT NULL DEFAULT 0;
+    ADD COLUMN IF NOT EXISTS paid TINYINT UNSIGNED NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS revoked TINYINT UNSIGNED NOT NULL DEFAULT 0;
 
 -- Triggers before the backfill: a payment recorded while this runs is
 -- either seen by the backfill or sets the flag itself.
-CREATE TRIGGER transactions_paid AFTER INSERT ON payments FOR EACH ROW
+CREATE OR REPLACE TRIGGER transactions_paid AFTER INSERT ON payments FOR EACH ROW
     UPDATE transactions SET paid = 1 WHERE txn = NEW.txn;
 
-CREATE TRIGGER transactions_revoked AFTER INSERT ON revocations FOR EACH ROW
+CREATE OR REPLACE TRIGGER transactions_revoked AFTER INSERT ON revocations FOR EACH ROW
     UPDATE transactions SET revoked = 1 WHERE NEW.kind = 'transaction' AND txn = NEW.subject;
 
-UPDATE transactions t SET t.paid = 1
-    WHERE EXISTS (SELECT 1 FROM payments p WHERE p.txn = t.txn);
-UPDATE transactions t SET t.revoked = 1
-    WHERE EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'transaction' AND r.subject = t.txn);
+-- Driven from the (small) payments and revocations: only the rows of
+-- paid or revoked transactions are locked, not the whole table.
+UPDATE transactions t JOIN payments p ON p.txn = t.txn SET t.paid = 1;
+UPDATE transactions t JOIN revocations r ON r.kind = 'transaction' AND r.subject = t.txn
+    SET t.revoked = 1;
 
 DELIMITER //
 
@@ -45,7 +53,7 @@ DELIMITER //
 -- The work is share-locked: licenses of one work do not wait for each
 -- other, a withdrawal waits for them. activations and rental_started_at
 -- already count this license.
-CREATE PROCEDURE license_facts(
+CREATE OR REPLACE PROCEDURE license_facts(
     IN p_txn VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin,
     IN p_now BIGINT,
     IN p_jkt CHAR(43) CHARACTER SET ascii COLLATE ascii_bin,
@@ -77,7 +85,7 @@ END //
 -- docs/FORMATS.md §7.5) and commits the transaction license_facts began.
 -- A duplicate (jkt, proof_jti) fails before the COMMIT: the caller rolls
 -- back and answers proof-replayed.
-CREATE PROCEDURE license_grant(
+CREATE OR REPLACE PROCEDURE license_grant(
     IN p_txn VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin,
     IN p_jkt CHAR(43) CHARACTER SET ascii COLLATE ascii_bin,
     IN p_now BIGINT,

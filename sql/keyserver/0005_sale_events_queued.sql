@@ -15,7 +15,10 @@
 -- effects. Numbers may have gaps (the sequence's cache after a restart,
 -- rolled-back writes): they order, they do not count.
 
-CREATE SEQUENCE ledger_queue_order START WITH 1 INCREMENT BY 1 NOCYCLE;
+SET SESSION lock_wait_timeout = 30;
+
+-- Every step can run again (see version 4).
+CREATE SEQUENCE IF NOT EXISTS ledger_queue_order START WITH 1 INCREMENT BY 1 NOCYCLE;
 
 -- Licenses still queued from before get order 0: ahead of everything
 -- queued from now on (the sequence starts at 1), among themselves in id
@@ -25,14 +28,14 @@ CREATE SEQUENCE ledger_queue_order START WITH 1 INCREMENT BY 1 NOCYCLE;
 -- statement): MariaDB 10.11 can crash evaluating NEXT VALUE FOR as a
 -- column DEFAULT in prepared statements under concurrent inserts.
 ALTER TABLE licenses
-    ADD COLUMN queue_order BIGINT UNSIGNED NOT NULL DEFAULT 0,
-    ADD KEY licenses_queue (chained, queue_order, id),
-    DROP KEY licenses_unchained;
+    ADD COLUMN IF NOT EXISTS queue_order BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    ADD KEY IF NOT EXISTS licenses_queue (chained, queue_order, id),
+    DROP KEY IF EXISTS licenses_unchained;
 
 -- Queued entries of other events; `data` is the entry's data object as
 -- stored in the ledger (compact JSON, members sorted); queue_order drawn
 -- by the insert.
-CREATE TABLE ledger_queue (
+CREATE TABLE IF NOT EXISTS ledger_queue (
     id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     queue_order BIGINT UNSIGNED NOT NULL,
     created_at  BIGINT NOT NULL,
@@ -45,11 +48,9 @@ CREATE TABLE ledger_queue (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- license_grant of version 4, drawing the license's queue order.
-DROP PROCEDURE license_grant;
-
 DELIMITER //
 
-CREATE PROCEDURE license_grant(
+CREATE OR REPLACE PROCEDURE license_grant(
     IN p_txn VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin,
     IN p_jkt CHAR(43) CHARACTER SET ascii COLLATE ascii_bin,
     IN p_now BIGINT,

@@ -395,6 +395,25 @@ def test_schema_4_migration_sets_the_flags_of_existing_transactions(env, sm_work
                                            ("t-revoked", "1", "1")]
 
 
+def test_schema_4_and_5_migrations_can_run_again(env, sm_workspace):
+    """A migration that stopped half-way (say, for a missing privilege) is
+    finished by running it again: versions 4 and 5 applied once without
+    being recorded, then by the migrator, leave the same schema and data."""
+    database = _keyserver_database_at(env, sm_workspace, 3)
+    sql = os.path.join(env.sql_dir, "keyserver")
+    env.db.apply_sql(database.name, [
+        os.path.join(sql, name) for name in sorted(os.listdir(sql))
+        if name[:4] in ("0004", "0005")])
+    out = env.db.migrate(database.name, "keyserver", env.sql_dir)
+    assert "applied: 0004_" in out and "applied: 0005_" in out
+    assert env.db.query("SELECT txn, paid, revoked FROM transactions ORDER BY txn",
+                        database.name) == [("t-paid", "1", "0"), ("t-reserved", "0", "0"),
+                                           ("t-revoked", "1", "1")]
+    assert env.db.query("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE "
+                        "TABLE_SCHEMA = '%s' AND INDEX_NAME = 'licenses_queue' AND "
+                        "SEQ_IN_INDEX = 1" % database.name) == [("1",)]
+
+
 def test_schema_5_migration_puts_queued_licenses_first(env, sm_workspace):
     """A version-4 database with licenses still queued, migrated: they keep
     their queue (order 0, i.e. before anything queued from now on, by id
@@ -468,3 +487,69 @@ def test_license_through_a_retailer_proxy(env):
                                    proof=device.proof(proxy_url)), 401, "proof-invalid")
     assert_problem(request_license(ks, device, reservation["voucher"], client=cat.retailer,
                                    proof=device.proof(ks.license_url)), 401, "proof-invalid")
+
+
+def test_license_is_two_database_round_trips(env):
+    """What a license costs on the wire (the general log): the module's
+    session executes license_facts, then license_grant, which commits;
+    no COMMIT or ROLLBACK of its own after it."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    assert request_license(ks, device, reservation["voucher"]).status_code == 200  # prepared
+    env.db.execute("SET GLOBAL log_output = 'TABLE'; TRUNCATE mysql.general_log; "
+                   "SET GLOBAL general_log = 1")
+    try:
+        assert request_license(ks, device, reservation["voucher"]).status_code == 200
+        time.sleep(0.3)
+    finally:
+        env.db.execute("SET GLOBAL general_log = 0")
+    # The statements' first characters only: the sealers' inserts carry
+    # binary hashes.
+    rows = env.db.query("SELECT thread_id, command_type, LEFT(CAST(argument AS CHAR), 24) "
+                        "FROM mysql.general_log ORDER BY event_time")
+    session = [t for t, c, a in rows if c == "Execute" and "CALL license_facts" in a]
+    assert len(session) == 1, rows
+    # Prepares happen once per pooled connection, not per license.
+    mine = [(c, a.split("(")[0].strip()) for t, c, a in rows
+            if t == session[0] and c != "Prepare"]
+    start = mine.index(("Execute", "CALL license_facts"))
+    assert mine[start:start + 2] == [("Execute", "CALL license_facts"),
+                                     ("Execute", "CALL license_grant")], mine
+    # What follows on the pooled connection is another user's (a sealer's).
+    assert all(a.upper() not in ("COMMIT", "ROLLBACK") for _, a in mine[start + 2:start + 3]), mine
+
+
+def test_license_waits_for_a_revocation_in_flight(env):
+    """A transaction revocation not yet committed (its trigger has set the
+    transaction row's flag): a license of that transaction waits for it
+    and, once it commits, is refused; nothing is recorded."""
+    from concurrent.futures import ThreadPoolExecutor
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    sale = cat.sold(device)
+    hold = env.db.open_session(ks.db.name)
+    try:
+        hold.stdin.write("BEGIN; SELECT txn FROM transactions WHERE txn = '%s' FOR UPDATE; "
+                         "INSERT INTO revocations VALUES ('transaction', '%s', 'refund', "
+                         "'admin', 1); SELECT 7;\n" % (sale["txn"], sale["txn"]))
+        hold.stdin.flush()
+        assert hold.stdout.readline().strip() == sale["txn"]
+        assert hold.stdout.readline().strip() == "7"
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            lic = pool.submit(lambda: request_license(ks, device, sale["voucher"]))
+            time.sleep(1.0)
+            assert not lic.done(), lic.result().text
+            hold.stdin.write("COMMIT;\n")
+            hold.stdin.flush()
+            assert_problem(lic.result(timeout=30), 403, "transaction-revoked")
+    finally:
+        hold.stdin.close()
+        hold.wait(timeout=30)
+    assert ks.query("SELECT COUNT(*) FROM licenses") == [("0",)]
+    assert ks.query("SELECT revoked, activations FROM transactions WHERE txn = '%s'"
+                    % sale["txn"]) == [("1", "0")]
