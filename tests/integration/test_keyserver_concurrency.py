@@ -141,3 +141,38 @@ def test_concurrent_sales_and_licenses_chain_in_causal_order(env, sm_workspace):
     export = ks.client("admin").get("/v1/ledger/export")
     code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
     assert code == 0, (out, err)
+
+
+def test_queued_sale_entries_survive_an_httpd_restart(env, sm_workspace):
+    """Sale events queued while no sealer can chain them (a session holds
+    the ledger head) stay queued across an httpd stop; the restarted
+    children chain each exactly once, in order, and the export verifies."""
+    from keyserver_setup import run_ledger_verify
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    ks.ledger_settled()
+    chained_before = int(ks.query("SELECT COUNT(*) FROM ledger")[0][0])
+    hold = env.db.open_session(ks.db.name)
+    try:
+        hold.stdin.write("BEGIN; SELECT seq FROM ledger_head WHERE id = 1 LOCK IN SHARE MODE;\n")
+        hold.stdin.flush()
+        assert hold.stdout.readline().strip().isdigit()
+        sales = [cat.sold(Device()) for _ in range(5)]
+        assert ks.query("SELECT COUNT(*) FROM ledger_queue WHERE chained = 0") == [("10",)]
+        env.httpd.stop()
+        hold.stdin.write("COMMIT;\n")
+        hold.stdin.flush()
+    finally:
+        hold.stdin.close()
+        hold.wait(timeout=30)
+    assert int(ks.query("SELECT COUNT(*) FROM ledger")[0][0]) == chained_before
+    env.httpd.start()
+    ks.ledger_settled()
+    rows = ks.query("SELECT type, txn FROM ledger ORDER BY seq")
+    for sale in sales:
+        assert [t for t, x in rows if x == sale["txn"]] == ["reservation", "payment"]
+    assert len(rows) == chained_before + 10
+    export = ks.client("admin").get("/v1/ledger/export")
+    code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
+    assert code == 0, (out, err)
