@@ -170,7 +170,9 @@ void sm_db_rollback(sm_db_conn *conn);
  * statement fails, the transaction is open as after any failed statement.
  * A lost connection is SM_ERR_UNAVAILABLE with the outcome unknown, as
  * for sm_db_commit, and not retried by sm_db_transaction: the statements
- * the procedure ran before its COMMIT are part of that unknown outcome. */
+ * the procedure ran before its COMMIT are part of that unknown outcome.
+ * After it succeeded, sm_db_transaction neither commits nor rolls back
+ * (no round trip) and never runs the body again, whatever it returns. */
 sm_status sm_db_exec_commit(sm_db_conn *conn, const char *sql, const sm_db_param *params,
                             size_t nparams, sm_error *err);
 
