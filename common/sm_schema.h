@@ -9,7 +9,7 @@
 #ifndef SM_SCHEMA_H
 #define SM_SCHEMA_H
 
-#define SM_SCHEMA_KEYSERVER 5u
+#define SM_SCHEMA_KEYSERVER 6u
 #define SM_SCHEMA_MEDIASTORE 2u
 #define SM_SCHEMA_RETAIL 2u
 

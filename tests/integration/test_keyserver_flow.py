@@ -345,6 +345,51 @@ def test_transaction_flags_follow_payments_and_revocations(env):
                    "transaction-revoked")
 
 
+def test_license_follows_the_contract(env):
+    """Schema version 6 keeps on each transaction whether its contract
+    still offers its terms (triggers on contracts and contract_offers),
+    which the license reads: the owner revoking the contract, or its offer
+    of these terms removed, refuses the licenses of sales already made
+    (contract-invalid); restored, they are granted again. Sales under
+    other terms or contracts are untouched."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    sale = cat.sold(device)
+    contract = ks.query("SELECT contract_id FROM transactions WHERE txn = '%s'"
+                        % sale["txn"])[0][0]
+    offered = "SELECT terms_offered FROM transactions WHERE txn = '%s'" % sale["txn"]
+    assert ks.query(offered) == [("1",)]
+    assert request_license(ks, device, sale["voucher"]).status_code == 200
+
+    ks.query("UPDATE contracts SET revoked_at = 1 WHERE contract_id = %s" % contract)
+    assert ks.query(offered) == [("0",)]
+    assert_problem(request_license(ks, device, sale["voucher"]), 403, "contract-invalid")
+    ks.query("UPDATE contracts SET revoked_at = NULL WHERE contract_id = %s" % contract)
+    assert request_license(ks, device, sale["voucher"]).status_code == 200
+
+    offer = ks.query("SELECT license_type, duration, price FROM contract_offers "
+                     "WHERE contract_id = %s AND license_type = 'purchase'" % contract)[0]
+    where = ("contract_id = %s AND license_type = '%s' AND duration = %s"
+             % (contract, offer[0], offer[1]))
+    ks.query("DELETE FROM contract_offers WHERE " + where)
+    assert_problem(request_license(ks, device, sale["voucher"]), 403, "contract-invalid")
+    ks.query("INSERT INTO contract_offers VALUES (%s, '%s', %s, %s)" % ((contract,) + offer))
+    assert request_license(ks, device, sale["voucher"]).status_code == 200
+    # An unrelated change leaves the flag alone (no row's answer changes).
+    ks.query("UPDATE contracts SET valid_until = valid_until + 1 WHERE contract_id = %s"
+             % contract)
+    assert ks.query(offered) == [("1",)]
+    # Other terms of the same contract: their removal is not this sale's.
+    others = ks.query("SELECT COUNT(*) FROM contract_offers WHERE contract_id = %s AND "
+                      "NOT (%s)" % (contract, where))[0][0]
+    if int(others):
+        ks.query("DELETE FROM contract_offers WHERE contract_id = %s AND NOT (%s)"
+                 % (contract, where))
+        assert request_license(ks, device, sale["voucher"]).status_code == 200
+
+
 def _keyserver_database_at(env, sm_workspace, version):
     """A key server database migrated up to version only, with an owner, a
     retailer, a work, a contract and three transactions: t-paid (paid),
@@ -437,6 +482,51 @@ def test_schema_5_migration_puts_queued_licenses_first(env, sm_workspace):
     event = int(env.db.query("SELECT queue_order FROM ledger_queue", database.name)[0][0])
     assert licenses[:2] == [("old-proof-1", "0"), ("old-proof-2", "0")]
     assert licenses[2][0] == "new-proof" and 0 < event < int(licenses[2][1])
+
+
+def test_schema_6_migration_sets_terms_offered(env, sm_workspace):
+    """A version-5 database with sales under a revoked contract and under
+    terms no longer offered, migrated (twice: the migration can run
+    again): their transactions are marked, the others not; from then on
+    the triggers keep the column as contracts and offers change."""
+    database = _keyserver_database_at(env, sm_workspace, 5)
+    env.db.execute(
+        "INSERT INTO contract_offers VALUES (1, 'purchase', 0, 100);"
+        "INSERT INTO contracts (contract_id, owner_id, retailer_id, currency, valid_from, "
+        " valid_until, created_at, revoked_at) VALUES (2, 'o1', 'r1', 'EUR', 0, 99999999999, "
+        " 1, 5);"
+        "INSERT INTO contract_offers VALUES (2, 'purchase', 0, 100);", database.name)
+    for txn, contract, terms in (("t-void", 2, "'purchase', 0"),
+                                 ("t-rental", 1, "'rental', 3600")):
+        env.db.execute(
+            "INSERT INTO transactions (txn, retailer_id, reservation_ref, work_id, "
+            "contract_id, license_type, duration, price, currency, jkt, voucher, "
+            "reserved_at, pay_by) VALUES ('%s', 'r1', '%s', 'w1', %d, %s, 100, "
+            "'EUR', REPEAT('k', 43), 'v', 1, 99999999999)" % (txn, txn, contract, terms),
+            database.name)
+    sql = os.path.join(env.sql_dir, "keyserver")
+    env.db.apply_sql(database.name, [os.path.join(sql, name) for name in sorted(os.listdir(sql))
+                                     if name.startswith("0006")])
+    out = env.db.migrate(database.name, "keyserver", env.sql_dir)
+    assert "applied: 0006_" in out
+
+    def offered():
+        return dict(env.db.query("SELECT txn, terms_offered FROM transactions",
+                                 database.name))
+    assert offered() == {"t-paid": "1", "t-reserved": "1", "t-revoked": "1", "t-void": "0",
+                         "t-rental": "0"}
+    env.db.execute("UPDATE contracts SET revoked_at = NULL WHERE contract_id = 2;"
+                   "INSERT INTO contract_offers VALUES (1, 'rental', 3600, 50)", database.name)
+    assert offered() == {"t-paid": "1", "t-reserved": "1", "t-revoked": "1", "t-void": "1",
+                         "t-rental": "1"}
+    env.db.execute("UPDATE contract_offers SET duration = 7200 WHERE contract_id = 1 AND "
+                   "license_type = 'rental';"
+                   "UPDATE contracts SET revoked_at = 9 WHERE contract_id = 2", database.name)
+    assert offered() == {"t-paid": "1", "t-reserved": "1", "t-revoked": "1", "t-void": "0",
+                         "t-rental": "0"}
+    env.db.execute("UPDATE contract_offers SET duration = 3600 WHERE contract_id = 1 AND "
+                   "license_type = 'rental'", database.name)
+    assert offered()["t-rental"] == "1"
 
 
 def test_spent_proof_ids_are_purged(env):
