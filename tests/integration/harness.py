@@ -1136,6 +1136,25 @@ class _PortTaken(Exception):
 
 # --- HTTP client ---------------------------------------------------------------
 
+def _closed_before_answer(error):
+    """True when a request failed because the server closed the connection
+    without sending any answer (http.client.RemoteDisconnected)."""
+    import http.client
+    seen = set()
+    cause = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return True
+        nested = [a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)]
+        cause = cause.__cause__ or cause.__context__ or (nested[0] if nested else None)
+    return False
+
+
+def _replayable(data):
+    return data is None or isinstance(data, (bytes, str, dict, list, tuple))
+
+
 class Client:
     """A keep-alive HTTP(S) client for one server and one identity.
 
@@ -1160,7 +1179,20 @@ class Client:
 
     def request(self, method, path, **kwargs):
         kwargs.setdefault("timeout", self.timeout)
-        return self.session.request(method, self.url(path), **kwargs)
+        try:
+            return self.session.request(method, self.url(path), **kwargs)
+        except requests.exceptions.ConnectionError as e:
+            # A kept-alive connection the server closed while idle (its
+            # KeepAliveTimeout, or the event MPM closing idle connections
+            # of a child that is over its connection limit, e.g. while a
+            # bench's 32 connections arrive) fails the next request sent on
+            # it without any answer. Like curl and browsers, send it again
+            # once on a new connection. Not for bodies that cannot be sent
+            # twice (files, generators); a server that crashed on the
+            # request shows in the error log, which fails the test anyway.
+            if not _closed_before_answer(e) or not _replayable(kwargs.get("data")):
+                raise
+            return self.session.request(method, self.url(path), **kwargs)
 
     def get(self, path, **kwargs):
         return self.request("GET", path, **kwargs)
