@@ -6,7 +6,7 @@
  * Build (out of tree, against a built libsecmedia):
  *   cc -O2 -I$BUILD -I$SRC/common bench/license_crypto.c \
  *      $BUILD/common/.libs/libsecmedia.a \
- *      $(pkg-config --libs cjose jansson libcrypto libmariadb libcurl) -lpthread
+ *      $(pkg-config --libs cjose jansson libcrypto libcurl) -lpthread
  * Run: ./a.out [rounds]   (callgrind: valgrind --tool=callgrind ./a.out 200) */
 
 #include "config.h"
