@@ -38,3 +38,24 @@ class CpuMeter:
         after = {k: cpu_ticks(v) for k, v in self._pids().items()}
         return {k: 1000.0 * sum(t - self.before[k].get(pid, 0) for pid, t in after[k].items()) / hz
                 for k in after}
+
+
+class StealMeter:
+    """The share of the machine's CPU time the hypervisor gave to others
+    (steal, from /proc/stat) between start() and stop(), in per cent. A
+    virtual machine's neighbours take it in bursts; rounds with a high
+    steal are slower and have longer tails for reasons outside the code."""
+
+    @staticmethod
+    def _read():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+    def start(self):
+        self.before = self._read()
+
+    def stop(self):
+        total, steal = self._read()
+        elapsed = total - self.before[0]
+        return 100.0 * (steal - self.before[1]) / elapsed if elapsed > 0 else 0.0

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from bench_cpu import CpuMeter
+from bench_cpu import CpuMeter, StealMeter
 from bench_run import finish
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,9 +245,11 @@ DBBaselinePoolSize 8
         wrk(base_url, None, 2)                       # warm up
         lic_rates, base_rates, p99s = [], [], []
         meter = CpuMeter(httpd, db)
+        steal = StealMeter()
         cpu, spreads = {}, {}
         for i in range(rounds):
             prepare_round()
+            steal.start()
             sides = [("baseline", lambda: wrk(base_url, None, seconds)),
                      ("license", lambda: wrk(lic_url, script, seconds))]
             for name, run in (sides if i % 2 == 0 else sides[::-1]):
@@ -265,9 +267,9 @@ DBBaselinePoolSize 8
                     p99s.append(latency[99])
             log("round %d: baseline %.0f req/s, license %.0f licenses/s (p99 %.1f ms); "
                 "CPU per request: baseline %s, license %s; latency p50/p90/p99 ms: "
-                "baseline %s, license %s"
+                "baseline %s, license %s; host CPU steal %.0f %%"
                 % (i + 1, base_rates[-1], lic_rates[-1], p99s[-1], cpu["baseline"],
-                   cpu["license"], spreads["baseline"], spreads["license"]))
+                   cpu["license"], spreads["baseline"], spreads["license"], steal.stop()))
         ratio = statistics.median(a / b for a, b in zip(lic_rates, base_rates))
         rate = statistics.median(lic_rates)
         p99 = statistics.median(p99s)

@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 
-from bench_cpu import CpuMeter
+from bench_cpu import CpuMeter, StealMeter
 from bench_run import finish
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,15 +216,18 @@ def main():
             f.write("%d\n" % offer["offer_id"])
         rates, p99s, cpus = [], [], []
         meter = CpuMeter(httpd, db)
+        steal = StealMeter()
         statements = StatementCounter(db, {"retail": shop.db.user, "keyserver": shop.ks.db.user})
         for i in range(rounds + 1):
             script = os.path.join(wrk_dir, "orders-%d.lua" % i)
             with open(script, "w") as f:
                 f.write(WRK_ORDERS % (wrk_dir, secrets.token_hex(6), ""))
             meter.start()
+            steal.start()
             statements.start()
             rate, p99, failed, completed = wrk(httpd.https_url, script, 2 if i == 0 else seconds)
             used = meter.stop()
+            stolen = steal.stop()
             ran = statements.stop()
             n = max(completed, 1)
             cpu = "CPU per order: httpd %.2f + mariadbd %.2f ms; statements per order: " \
@@ -237,8 +240,8 @@ def main():
             rates.append(rate)
             p99s.append(p99)
             cpus.append((used["httpd"] / n, used["mariadbd"] / n))
-            log("round %d: %.0f completed orders/s (p99 %.1f ms, %d answered 503); %s"
-                % (i, rate, p99, failed, cpu))
+            log("round %d: %.0f completed orders/s (p99 %.1f ms, %d answered 503); %s; "
+                "host CPU steal %.0f %%" % (i, rate, p99, failed, cpu, stolen))
         log("median CPU per order: httpd %.2f ms, mariadbd %.2f ms"
             % (statistics.median(c[0] for c in cpus), statistics.median(c[1] for c in cpus)))
         # The same buyers at the target rate: latency at that load, not at
@@ -249,11 +252,14 @@ def main():
             with open(script, "w") as f:
                 f.write(WRK_ORDERS % (wrk_dir, secrets.token_hex(6),
                                       WRK_PACING % TARGET_RATE))
+            steal.start()
             rate, p99, failed, completed = wrk(httpd.https_url, script, seconds)
+            stolen = steal.stop()
             paced_rates.append(rate)
             paced_p99s.append(p99)
             log("paced round %d: %d orders/s offered, %.0f completed/s (p99 %.1f ms, "
-                "%d answered 503)" % (i + 1, TARGET_RATE, rate, p99, failed))
+                "%d answered 503); host CPU steal %.0f %%"
+                % (i + 1, TARGET_RATE, rate, p99, failed, stolen))
         paced_rate = statistics.median(paced_rates)
         if paced_rate < 0.95 * TARGET_RATE:
             log("the paced rounds did not keep up with %d orders/s" % TARGET_RATE)
