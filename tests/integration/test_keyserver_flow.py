@@ -390,6 +390,15 @@ def test_license_follows_the_contract(env):
         assert request_license(ks, device, sale["voucher"]).status_code == 200
 
 
+def _insert_transaction(env, database, txn, contract=1, terms="'purchase', 0", jkt_char="j"):
+    """A reserved transaction of retailer r1 for work w1, written directly."""
+    env.db.execute(
+        "INSERT INTO transactions (txn, retailer_id, reservation_ref, work_id, contract_id, "
+        "license_type, duration, price, currency, jkt, voucher, reserved_at, pay_by) "
+        "VALUES ('%s', 'r1', '%s', 'w1', %d, %s, 100, 'EUR', REPEAT('%s', 43), 'v', 1, "
+        "99999999999)" % (txn, txn, contract, terms, jkt_char), database.name)
+
+
 def _keyserver_database_at(env, sm_workspace, version):
     """A key server database migrated up to version only, with an owner, a
     retailer, a work, a contract and three transactions: t-paid (paid),
@@ -411,11 +420,7 @@ def _keyserver_database_at(env, sm_workspace, version):
         " valid_until, created_at) VALUES (1, 'o1', 'r1', 'EUR', 0, 99999999999, 1);" % key,
         database.name)
     for txn in ("t-paid", "t-revoked", "t-reserved"):
-        env.db.execute(
-            "INSERT INTO transactions (txn, retailer_id, reservation_ref, work_id, "
-            "contract_id, license_type, duration, price, currency, jkt, voucher, "
-            "reserved_at, pay_by) VALUES ('%s', 'r1', '%s', 'w1', 1, 'purchase', 0, 100, "
-            "'EUR', REPEAT('j', 43), 'v', 1, 99999999999)" % (txn, txn), database.name)
+        _insert_transaction(env, database, txn)
     for txn in ("t-paid", "t-revoked"):
         env.db.execute(
             "INSERT INTO payments VALUES ('%s', 'r1', 'p-%s', 100, 'EUR', 2, 'ack')"
@@ -496,14 +501,8 @@ def test_schema_6_migration_sets_terms_offered(env, sm_workspace):
         " valid_until, created_at, revoked_at) VALUES (2, 'o1', 'r1', 'EUR', 0, 99999999999, "
         " 1, 5);"
         "INSERT INTO contract_offers VALUES (2, 'purchase', 0, 100);", database.name)
-    for txn, contract, terms in (("t-void", 2, "'purchase', 0"),
-                                 ("t-rental", 1, "'rental', 3600")):
-        env.db.execute(
-            "INSERT INTO transactions (txn, retailer_id, reservation_ref, work_id, "
-            "contract_id, license_type, duration, price, currency, jkt, voucher, "
-            "reserved_at, pay_by) VALUES ('%s', 'r1', '%s', 'w1', %d, %s, 100, "
-            "'EUR', REPEAT('k', 43), 'v', 1, 99999999999)" % (txn, txn, contract, terms),
-            database.name)
+    _insert_transaction(env, database, "t-void", contract=2, jkt_char="k")
+    _insert_transaction(env, database, "t-rental", terms="'rental', 3600", jkt_char="k")
     sql = os.path.join(env.sql_dir, "keyserver")
     env.db.apply_sql(database.name, [os.path.join(sql, name) for name in sorted(os.listdir(sql))
                                      if name.startswith("0006")])
