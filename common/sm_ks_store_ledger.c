@@ -369,13 +369,13 @@ static sm_status seal_all(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, uint
 }
 
 /* The head, locked, and whether an entry is queued (in either queue), in
- * one round trip: the lock is held until COMMIT and every append waits
- * for it, so each round trip under it counts. The queue checks are
- * locking reads of their own (FOR UPDATE on the outer query does not
- * reach a subquery, which would otherwise read the transaction's
- * snapshot, older than an entry committed while this transaction waited
- * for a row lock); they see the committed queues as seal_all's reads do. When nothing is queued, the
- * append needs no other read. */
+ * one round trip: the lock is held until COMMIT and every append waits for
+ * it, so each round trip under it counts. The queue checks are locking
+ * reads of their own (FOR UPDATE on the outer query does not reach a
+ * subquery, which would otherwise read the transaction's snapshot, older
+ * than an entry committed while this transaction waited for a row lock);
+ * they see the committed queues as seal_all's reads do. When nothing is
+ * queued, the append needs no other read. */
 static sm_status lock_head_for_append(sm_db_conn *c, uint64_t *seq,
                                       uint8_t hash[SM_KS_LEDGER_HASH_LEN], int *any_queued,
                                       sm_error *err)

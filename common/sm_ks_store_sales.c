@@ -352,7 +352,8 @@ static sm_status payment_tx(sm_db_conn *c, void *argp, sm_error *err)
      * waited for the lock is seen. Anything but 0 counts (fail closed). */
     int revoked = revoked_flag != 0;
 
-    /* The caller's retailer id (no row: not registered). */
+    /* The caller's retailer id (no row: not registered), share-locked like
+     * the payment row's foreign key would lock it. */
     rows = NULL;
     int registered = 0;
     st = sm_db_query(c, "SELECT retailer_id FROM retailers WHERE dn_sha256 = ? LOCK IN SHARE MODE",

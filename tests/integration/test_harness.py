@@ -334,3 +334,64 @@ def test_sigterm_stops_started_servers(sm_workspace):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def _closing_server(answer_from):
+    """A loopback HTTP server that closes each connection it accepts without
+    answering, until the answer_from-th, which gets 200 "ok". Returns
+    (url, accepted connections list, stop)."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    accepted, stopping = [], threading.Event()
+
+    def run():
+        while not stopping.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                accepted.append(conn.recv(65536))
+                if len(accepted) >= answer_from:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                 b"Connection: close\r\n\r\nok")
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def stop():
+        stopping.set()
+        thread.join(timeout=5)
+        srv.close()
+    return "http://127.0.0.1:%d" % srv.getsockname()[1], accepted, stop
+
+
+def test_client_resends_once_after_a_close_without_answer():
+    """The test client sends a request again, once, on a new connection when
+    the server closed the connection without any answer (an idle kept-alive
+    connection closed by httpd); twice closed is an error; a body that
+    cannot be sent twice (a file) is never resent."""
+    import io
+    url, accepted, stop = _closing_server(answer_from=2)
+    try:
+        r = harness.Client(url).request("POST", "/x", json={"a": 1})
+        assert r.status_code == 200 and r.text == "ok" and len(accepted) == 2
+    finally:
+        stop()
+    url, accepted, stop = _closing_server(answer_from=3)
+    try:
+        with pytest.raises(requests.exceptions.ConnectionError):
+            harness.Client(url).request("POST", "/x", json={"a": 1})
+        assert len(accepted) == 2
+    finally:
+        stop()
+    url, accepted, stop = _closing_server(answer_from=2)
+    try:
+        with pytest.raises(requests.exceptions.ConnectionError):
+            harness.Client(url).request("POST", "/x", data=io.BytesIO(b"once"))
+        assert len(accepted) == 1
+    finally:
+        stop()
