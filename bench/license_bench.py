@@ -189,7 +189,10 @@ def main():
         baseline_so = build_baseline(build, work.new_dir("baseline"))
         pki = harness.TestPKI(os.path.join(work.path, "pki"))
         db.start()
-        httpd = harness.Httpd(work.new_dir("httpd"), pki, log_level="warn")
+        # The process model docs/CONFIGURATION.md §1.3 recommends: one child
+        # with a thread for each of the 32 connections.
+        httpd = harness.Httpd(work.new_dir("httpd"), pki, log_level="warn",
+                              mpm=harness.single_child_mpm(64))
         env = harness.Env(pki, httpd, lambda: db)
         ks = KeyServer(env, activation_limit=ACTIVATIONS, checkpoint_every=1000,
                        extra="KeyServerProofMaxAge 1d\nKeyServerDBPoolSize 8")

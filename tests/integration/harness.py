@@ -703,6 +703,21 @@ class HttpdError(HarnessError):
 
 
 # mod_headers is for the whoami location below; tests load anything else.
+# mpm_event's process model for the tests: Debian's stock sizes with one
+# child at start (children are added as threads get busy).
+DEFAULT_MPM = ("StartServers 1", "MinSpareThreads 25", "MaxSpareThreads 75",
+               "ThreadsPerChild 25", "MaxRequestWorkers 150")
+
+# The process model docs/CONFIGURATION.md §1.3 recommends for servers whose
+# clients keep up to `threads` requests in flight: one child with a thread for
+# each (the database pool and the ledger sealer are per child, and a pool's
+# waiters are served in arrival order only within a child); ServerLimit 2
+# leaves a scoreboard slot for the old child during a graceful restart.
+def single_child_mpm(threads):
+    return ("StartServers 1", "ServerLimit 2", "ThreadLimit %d" % threads,
+            "ThreadsPerChild %d" % threads, "MaxRequestWorkers %d" % threads)
+
+
 _BASE_MODULES = ("mpm_event", "ssl", "socache_shmcb", "authz_core", "mime",
                  "headers")
 _WHOAMI_PATH = "/sm-harness/whoami"
@@ -731,8 +746,9 @@ class Httpd:
     The error-log policy is in .log_policy; error_log_violations() applies it."""
 
     def __init__(self, directory, pki, log_level=None, single_process=False,
-                 environment=None):
+                 environment=None, mpm=DEFAULT_MPM):
         self.directory = directory
+        self.mpm = tuple(mpm)
         self.pki = pki
         self.log_level = (log_level or os.environ.get("SM_HTTPD_LOGLEVEL")
                           or "info")
@@ -863,11 +879,7 @@ class Httpd:
             "Listen 127.0.0.1:%d http" % self.http_port,
             "TypesConfig /etc/mime.types",
             "EnableSendfile On",
-            "StartServers 1",
-            "MinSpareThreads 25",
-            "MaxSpareThreads 75",
-            "ThreadsPerChild 25",
-            "MaxRequestWorkers 150",
+        ] + list(self.mpm) + [
             "Timeout 30",
             'LogFormat "%h %{SSL_PROTOCOL}x \\"%{SSL_CLIENT_S_DN}x\\" %t \\"%r\\" %>s %b %D" sm',
             'CustomLog "%s" sm' % self.access_log,
