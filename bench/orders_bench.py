@@ -195,7 +195,11 @@ def main():
     try:
         pki = harness.TestPKI(os.path.join(work.path, "pki"))
         db.start()
-        httpd = harness.Httpd(work.new_dir("httpd"), pki, log_level="warn")
+        # The recommended process model (docs/CONFIGURATION.md §1.3): one
+        # child with a thread for each of the 32 buyers' requests and each
+        # retail-to-key-server call they make.
+        httpd = harness.Httpd(work.new_dir("httpd"), pki, log_level="warn",
+                              mpm=harness.single_child_mpm(96))
         env = harness.Env(pki, httpd, lambda: db)
         shop = Retail(env, extra="RetailDBPoolSize 16\nRetailOrderResumeInterval 1",
                       ks_extra="KeyServerDBPoolSize 16\nKeyServerCheckpointInterval 1000")
