@@ -713,9 +713,13 @@ DEFAULT_MPM = ("StartServers 1", "MinSpareThreads 25", "MaxSpareThreads 75",
 # each (the database pool and the ledger sealer are per child, and a pool's
 # waiters are served in arrival order only within a child); ServerLimit 2
 # leaves a scoreboard slot for the old child during a graceful restart.
+# MinSpareThreads must stay under MaxRequestWorkers (with the default 75,
+# mpm_event logs AH10159 at every start): with an eighth of the threads,
+# that error says the child is nearly full.
 def single_child_mpm(threads):
     return ("StartServers 1", "ServerLimit 2", "ThreadLimit %d" % threads,
-            "ThreadsPerChild %d" % threads, "MaxRequestWorkers %d" % threads)
+            "ThreadsPerChild %d" % threads, "MaxRequestWorkers %d" % threads,
+            "MinSpareThreads %d" % max(1, threads // 8), "MaxSpareThreads %d" % threads)
 
 
 _BASE_MODULES = ("mpm_event", "ssl", "socache_shmcb", "authz_core", "mime",

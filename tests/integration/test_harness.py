@@ -287,6 +287,23 @@ def test_clean_startup_log(env):
     assert env.httpd.log_entries("AH00489")   # the log was really written
 
 
+def test_recommended_single_child_process_model(env):
+    # CONFIGURATION.md §1.3: one child with a thread per request in flight.
+    # It must start, restart gracefully and stop without an error line
+    # (mpm_event logs AH10159 at start when MinSpareThreads is not below
+    # MaxRequestWorkers).
+    env.httpd.mpm = harness.single_child_mpm(64)
+    env.httpd.write_doc("doc.txt", "x\n")
+    env.httpd.start()
+    assert "ThreadsPerChild 64" in env.httpd.config_text().splitlines()
+    assert len(env.httpd.pids()) == 2      # the parent and one child
+    env.httpd.restart()
+    assert env.client().get("/doc.txt").text == "x\n"
+    env.httpd.stop()
+    assert env.httpd.error_log_violations() == []
+    assert not env.httpd.log_entries("AH10159")
+
+
 # --- teardown ------------------------------------------------------------------
 
 _left_behind = {}
