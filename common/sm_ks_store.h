@@ -130,6 +130,18 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
 /* POST /v1/delivery-complete {"txn","work_id","delivered_at"} -> 204. */
 sm_status sm_ks_delivery_complete(const sm_ks_ctx *ctx, const sm_ks_caller *caller,
                                   json_t *body, sm_ks_result *out, sm_error *err);
+/* POST /v1/works/{work_id}/withdrawal {"reason"} -> 201 {"work_id",
+ * "withdrawn_at","already_withdrawn":false}, or 200 with true and the
+ * earlier time. The caller's own work, or any when is_admin. */
+sm_status sm_ks_withdraw_work(const sm_ks_ctx *ctx, const sm_ks_caller *caller, int is_admin,
+                              const char *work_id, json_t *body, sm_ks_result *out,
+                              sm_error *err);
+/* POST /v1/contracts/{contract_id}/revocation {"reason"} -> 201
+ * {"contract_id","retailer_id","revoked_at","already_revoked":false}, or 200
+ * with true. The caller's own contract, or any when is_admin. */
+sm_status sm_ks_revoke_contract(const sm_ks_ctx *ctx, const sm_ks_caller *caller, int is_admin,
+                                const char *contract_id, json_t *body, sm_ks_result *out,
+                                sm_error *err);
 /* POST /v1/revocations {"kind","subject","reason"} -> 201 (200 if already).
  * is_admin: any subject; otherwise the caller must be the retailer of the
  * transaction (a refund). */

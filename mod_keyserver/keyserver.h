@@ -40,6 +40,8 @@ int ks_handle_get_work(request_rec *r, const smh_route_match *m, void *ctx);
 int ks_handle_inventory(request_rec *r, const smh_route_match *m, void *ctx);
 int ks_handle_license(request_rec *r, const smh_route_match *m, void *ctx);
 int ks_handle_revoke(request_rec *r, const smh_route_match *m, void *ctx);
+int ks_handle_withdraw_work(request_rec *r, const smh_route_match *m, void *ctx);
+int ks_handle_revoke_contract(request_rec *r, const smh_route_match *m, void *ctx);
 int ks_handle_ledger_export(request_rec *r, const smh_route_match *m, void *ctx);
 int ks_handle_checkpoint_now(request_rec *r, const smh_route_match *m, void *ctx);
 int ks_handle_latest_checkpoint(request_rec *r, const smh_route_match *m, void *ctx);

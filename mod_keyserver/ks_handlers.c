@@ -249,6 +249,46 @@ int ks_handle_revoke(request_rec *r, const smh_route_match *m, void *ctx)
     return send_outcome(r, s, &res, "recording a revocation", &err);
 }
 
+/* ---- withdrawing a work, revoking a contract (owner or admin) --------------- */
+
+typedef sm_status (*ks_takedown_op)(const sm_ks_ctx *ctx, const sm_ks_caller *caller,
+                                    int is_admin, const char *id, json_t *body,
+                                    sm_ks_result *out, sm_error *err);
+
+static int handle_takedown(request_rec *r, const char *id, const char *what, ks_takedown_op op)
+{
+    ks_server_config *c = ks_server_conf(r->server);
+    /* An admin takes down anything; an owner its own works and contracts. */
+    int is_admin = smh_client_has_role(r, c->roles, KS_ROLE_ADMIN);
+    sm_ks_caller caller;
+    int rc = OK;
+    ks_child_state *st = begin(r, is_admin ? KS_ROLE_ADMIN : KS_ROLE_OWNER, &caller, &rc);
+    if (st == NULL)
+        return rc;
+    json_t *body = NULL;
+    if ((rc = read_body(r, 0, what, &body)) != OK)
+        return rc;
+    sm_ks_result res;
+    sm_error err = {0};
+    sm_status s = op(&st->ctx, &caller, is_admin, id, body, &res, &err);
+    json_decref(body);
+    return send_outcome(r, s, &res, what, &err);
+}
+
+int ks_handle_withdraw_work(request_rec *r, const smh_route_match *m, void *ctx)
+{
+    (void)ctx;
+    return handle_takedown(r, smh_route_param(m, "work_id"), "withdrawing a work",
+                           sm_ks_withdraw_work);
+}
+
+int ks_handle_revoke_contract(request_rec *r, const smh_route_match *m, void *ctx)
+{
+    (void)ctx;
+    return handle_takedown(r, smh_route_param(m, "contract_id"), "revoking a contract",
+                           sm_ks_revoke_contract);
+}
+
 /* ---- ledger ----------------------------------------------------------------------- */
 
 /* Ledger reads: admins and auditors. */

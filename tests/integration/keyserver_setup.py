@@ -264,12 +264,14 @@ class Catalog:
         now = int(time.time())
         self.licenses = licenses or [{"type": "purchase", "price": price},
                                      {"type": "rental", "duration": 172800, "price": 99}]
-        self.contract = self.owner.post_json("/v1/contracts", {
+        self._contract_request = {
             "retailer": retailer, "works": [self.work_id], "currency": currency,
             "valid_from": now - 60, "valid_until": now + 86400,
             "licenses": self.licenses,
             "royalties": [{"holder": "Label", "share_bps": 6000},
-                          {"holder": "Artist", "share_bps": 4000}]}, expect=201)
+                          {"holder": "Artist", "share_bps": 4000}]}
+        self.contract = self.owner.post_json("/v1/contracts", self.contract_request(),
+                                             expect=201)
         self.price = price
         self.currency = currency
 
@@ -287,9 +289,13 @@ class Catalog:
             "amount": reservation["price"], "currency": reservation["currency"]},
             expect=expect)
 
-    def sold(self, device, license=None):
-        reservation = self.reserve(device, license=license)
-        self.pay(reservation)
+    def contract_request(self):
+        """A copy of the body that created self.contract."""
+        return json.loads(json.dumps(self._contract_request))
+
+    def sold(self, device, license=None, client=None):
+        reservation = self.reserve(device, client=client, license=license)
+        self.pay(reservation, client=client)
         return reservation
 
 
