@@ -81,6 +81,21 @@ static sm_status answer(sm_ks_result *out, json_t *o, const char *time_name, int
     return SM_OK;
 }
 
+/* Sets the row's time (update: the statement, its parameters the time and
+ * key) and appends the ledger entry (data, consumed; NULL: out of memory). */
+static sm_status record_takedown(sm_db_conn *c, const sm_ks_ctx *ctx, const char *update,
+                                 int64_t at, sm_db_param key, const char *type, json_t *data,
+                                 sm_error *err)
+{
+    sm_status st = data == NULL ? sm_error_set(err, SM_ERR_NOMEM, "out of memory")
+                                : sm_db_exec(c, update, SM_DB_PARAMS(sm_db_int(at), key), NULL,
+                                             err);
+    if (st == SM_OK)
+        st = sm_ks_ledger_append(c, ctx, type, NULL, data, NULL, err);
+    json_decref(data);
+    return st;
+}
+
 static sm_status withdraw_work_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     takedown_args *a = argp;
@@ -103,16 +118,11 @@ static sm_status withdraw_work_tx(sm_db_conn *c, void *argp, sm_error *err)
     int already = at != 0;
     if (!already) {
         at = sm_ks_now(a->ctx);
-        st = sm_db_exec(c, "UPDATE works SET withdrawn_at = ? WHERE work_id = ?",
-                        SM_DB_PARAMS(sm_db_int(at), sm_db_text(a->work_id)), NULL, err);
-        json_t *data = st == SM_OK ? json_pack("{s:s,s:s,s:s,s:s}", "work_id", a->work_id,
-                                               "owner", owner, "reason", a->reason, "by", by)
-                                   : NULL;
-        if (st == SM_OK)
-            st = data != NULL ? sm_ks_ledger_append(c, a->ctx, "work-withdrawn", NULL, data,
-                                                    NULL, err)
-                              : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        json_decref(data);
+        st = record_takedown(c, a->ctx, "UPDATE works SET withdrawn_at = ? WHERE work_id = ?",
+                             at, sm_db_text(a->work_id), "work-withdrawn",
+                             json_pack("{s:s,s:s,s:s,s:s}", "work_id", a->work_id, "owner",
+                                       owner, "reason", a->reason, "by", by),
+                             err);
         if (st != SM_OK)
             return st;
     }
@@ -148,18 +158,13 @@ static sm_status revoke_contract_tx(sm_db_conn *c, void *argp, sm_error *err)
         /* The trigger transactions_contract_revoked (schema version 6)
          * marks every sale under it in this statement. */
         at = sm_ks_now(a->ctx);
-        st = sm_db_exec(c, "UPDATE contracts SET revoked_at = ? WHERE contract_id = ?",
-                        SM_DB_PARAMS(sm_db_int(at), sm_db_uint(a->contract_id)), NULL, err);
-        json_t *data = st == SM_OK
-                           ? json_pack("{s:I,s:s,s:s,s:s,s:s}", "contract_id",
+        st = record_takedown(c, a->ctx,
+                             "UPDATE contracts SET revoked_at = ? WHERE contract_id = ?", at,
+                             sm_db_uint(a->contract_id), "contract-revoked",
+                             json_pack("{s:I,s:s,s:s,s:s,s:s}", "contract_id",
                                        (json_int_t)a->contract_id, "owner", owner, "retailer",
-                                       retailer, "reason", a->reason, "by", by)
-                           : NULL;
-        if (st == SM_OK)
-            st = data != NULL ? sm_ks_ledger_append(c, a->ctx, "contract-revoked", NULL, data,
-                                                    NULL, err)
-                              : sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-        json_decref(data);
+                                       retailer, "reason", a->reason, "by", by),
+                             err);
         if (st != SM_OK)
             return st;
     }

@@ -46,6 +46,16 @@ def resolve(spec, obj):
     return obj
 
 
+def check_spec_and_routes(name, source, handler_prefix):
+    """The spec `name` is OpenAPI 3 with answers for every operation, and
+    lists exactly the routes of the module's route table in `source`."""
+    spec = load_spec(name)
+    check_structure(spec)
+    routes, ops = module_routes(source, handler_prefix), spec_operations(spec)
+    assert routes - ops == set(), "routes missing from the spec"
+    assert ops - routes == set(), "spec operations the module does not route"
+
+
 def check_structure(spec):
     assert spec["openapi"].startswith("3.")
     for (method, path) in spec_operations(spec):
