@@ -529,6 +529,9 @@ sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *er
 typedef struct checkpoint_args {
     const sm_ks_ctx *ctx;
     sm_ks_result *out;
+    /* The head the transaction checkpointed (seq 0: the ledger is empty). */
+    uint64_t seq;
+    uint8_t head[SM_KS_LEDGER_HASH_LEN];
 } checkpoint_args;
 
 static sm_status checkpoint_tx(sm_db_conn *c, void *argp, sm_error *err)
@@ -544,6 +547,8 @@ static sm_status checkpoint_tx(sm_db_conn *c, void *argp, sm_error *err)
         st = seal_all(c, a->ctx, 0, &seq, head, &sealed, err);
     if (st != SM_OK)
         return st;
+    a->seq = seq;
+    memcpy(a->head, head, sizeof(a->head));
     if (seq == 0)
         return ks_refuse_tx(a->out, 409, "ledger-empty", "Ledger empty",
                             "the ledger has no entries yet, so there is nothing to checkpoint");
@@ -580,7 +585,7 @@ static sm_status checkpoint_tx(sm_db_conn *c, void *argp, sm_error *err)
 
 sm_status sm_ks_checkpoint_now(const sm_ks_ctx *ctx, sm_ks_result *out, sm_error *err)
 {
-    checkpoint_args a = {ctx, out};
+    checkpoint_args a = {ctx, out, 0, {0}};
     sm_ks_result_init(out);
     return ks_run(ctx, checkpoint_tx, &a, out, err);
 }
@@ -652,14 +657,15 @@ static sm_status export_checkpoints(sm_db_conn *c, uint64_t from, uint64_t to,
     return st;
 }
 
-static sm_status export_snapshot(sm_db_conn *c, const sm_ks_ctx *ctx, sm_ks_write_fn write,
-                                 void *arg, sm_error *err)
+/* Entries 1..head_seq (the head the export's checkpoint signed, so the
+ * export ends with a checkpoint of its last entry; entries chained since
+ * are left for the next export). Chained rows never change, so any later
+ * snapshot reads them as they were. */
+static sm_status export_snapshot(sm_db_conn *c, const sm_ks_ctx *ctx, uint64_t head_seq,
+                                 const uint8_t head[SM_KS_LEDGER_HASH_LEN],
+                                 sm_ks_write_fn write, void *arg, sm_error *err)
 {
-    uint64_t head_seq = 0;
-    uint8_t head[SM_KS_LEDGER_HASH_LEN];
-    sm_status st = read_head(c, 0, &head_seq, head, err);
-    if (st != SM_OK)
-        return st;
+    sm_status st = SM_OK;
     char *jwks = sm_ks_keys_jwks_json(ctx->keys, err);
     if (jwks == NULL)
         return err != NULL ? err->status : SM_ERR_NOMEM;
@@ -736,18 +742,21 @@ sm_status sm_ks_ledger_export(const sm_ks_ctx *ctx, sm_ks_write_fn write, void *
      * can later detect a cut behind it. */
     sm_ks_result cp;
     sm_ks_result_init(&cp);
-    checkpoint_args a = {ctx, &cp};
+    checkpoint_args a = {ctx, &cp, 0, {0}};
     sm_status st = ks_run(ctx, checkpoint_tx, &a, &cp, err);
+    /* 200/201: a checkpoint of a.seq exists; 409: the ledger is empty. */
+    if (st == SM_OK && cp.status != 200 && cp.status != 201 && cp.status != 409)
+        st = sm_error_set(err, SM_ERR_DB, "the export's checkpoint failed (%d)", cp.status);
     sm_ks_result_clear(&cp);
     if (st != SM_OK)
         return st;
     sm_db_conn *c = NULL;
     if ((st = sm_db_acquire(ctx->db, &c, err)) != SM_OK)
         return st;
-    /* One snapshot (InnoDB's REPEATABLE READ, taken at the first read, the
-     * head): entries appended meanwhile are not half-included. */
+    /* One snapshot: the checkpoints listed are those committed when it
+     * starts. */
     if ((st = sm_db_begin(c, err)) == SM_OK) {
-        st = export_snapshot(c, ctx, write, arg, err);
+        st = export_snapshot(c, ctx, a.seq, a.head, write, arg, err);
         sm_db_rollback(c);
     }
     sm_db_release(c);

@@ -176,3 +176,51 @@ def test_queued_sale_entries_survive_an_httpd_restart(env, sm_workspace):
     export = ks.client("admin").get("/v1/ledger/export")
     code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
     assert code == 0, (out, err)
+
+
+def test_every_export_ends_with_a_checkpoint_of_its_last_entry(env, sm_workspace):
+    """PROTOCOL.md §2.9: an export ends with a checkpoint of its head, also
+    while sales are being chained: an export taken between its checkpoint
+    and its snapshot must not carry entries no checkpoint covers."""
+    import json
+    import threading
+    from keyserver_setup import run_ledger_verify
+    # One pooled connection: after its checkpoint the export queues for the
+    # connection behind the sellers and the sealer, which chains meanwhile.
+    ks = KeyServer(env, extra="KeyServerDBPoolSize 1")
+    env.httpd.start()
+    cat = Catalog(ks)
+    stop = threading.Event()
+    sold = []
+
+    def sell():
+        client = harness.Client(env.httpd.https_url, env.pki.ca_cert,
+                                env.pki.client("retailer1"), timeout=60)
+        shop = type(ks.client())(client, ks.location)
+        try:
+            while not stop.is_set():
+                sold.append(cat.reserve(Device(), client=shop)["txn"])
+        finally:
+            client.close()
+
+    sellers = [threading.Thread(target=sell) for _ in range(4)]
+    for t in sellers:
+        t.start()
+    try:
+        auditor = ks.client("auditor")
+        ends = []
+        for i in range(25):
+            export = auditor.get("/v1/ledger/export")
+            assert export.status_code == 200
+            lines = [json.loads(line) for line in export.text.splitlines()]
+            assert lines[-1]["kind"] == "end" and lines[-2]["kind"] == "checkpoint", \
+                "export %d ends with %s, not a checkpoint of its head" % (
+                    i, [line["kind"] for line in lines[-3:]])
+            ends.append(lines[-1]["last_seq"])
+    finally:
+        stop.set()
+        for t in sellers:
+            t.join()
+    assert ends == sorted(ends) and ends[-1] > ends[0] and len(sold) > 25
+    code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
+    assert code == 0, (out, err)
