@@ -331,7 +331,12 @@ static sm_status db_failure(sm_db_conn *c, unsigned e, const char *msg, const ch
         return sm_error_set(err, SM_ERR_UNAVAILABLE, "database unavailable (%s): %u %s", what,
                             e, msg);
     }
-    if (e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT)
+    /* 1020 (ER_CHECKREAD, "record has changed since last read"): what a
+     * write meeting a row changed after the transaction's snapshot gets
+     * under innodb_snapshot_isolation, on by default in newer MariaDB
+     * (11.6 and later). A conflict like a deadlock: the whole transaction
+     * runs again on a fresh snapshot. */
+    if (e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT || e == 1020)
         return sm_error_set(err, SM_ERR_CONFLICT, "database conflict (%s): %u %s", what, e, msg);
     if (e == ER_DUP_ENTRY || e == ER_DUP_ENTRY_WITH_KEY_NAME)
         return sm_error_set(err, SM_ERR_DUPLICATE, "duplicate key (%s): %s", what, msg);
@@ -409,7 +414,10 @@ static sm_status conn_open(sm_db_pool *p, sm_db_conn **out, sm_error *err)
      * autocommit = 1 explicitly: a server whose default is 0 would
      * otherwise leave plain writes uncommitted (implicit_begin starts 0).
      * completion_type = 0: a COMMIT inside a procedure must end the
-     * transaction (sm_db_exec_commit), not chain a new one. */
+     * transaction (sm_db_exec_commit), not chain a new one. REPEATABLE
+     * READ whatever the server's default: the ledger sealer's two queue
+     * reads must share one snapshot, and its locking reads must gap-lock
+     * (sm_ks_store_ledger.c). */
     char init[256];
     snprintf(init, sizeof(init),
              "SET SESSION innodb_lock_wait_timeout = %u, SESSION sql_mode = 'TRADITIONAL', "
@@ -421,6 +429,10 @@ static sm_status conn_open(sm_db_pool *p, sm_db_conn **out, sm_error *err)
     mysql_optionsv(c->mysql, MYSQL_OPT_WRITE_TIMEOUT, &wt);
     mysql_optionsv(c->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_optionsv(c->mysql, MYSQL_INIT_COMMAND, init);
+    /* A statement of its own: the variable's name changed in MariaDB 11.1
+     * (tx_isolation, transaction_isolation), this syntax did not. */
+    mysql_optionsv(c->mysql, MYSQL_INIT_COMMAND,
+                   "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
     if (p->cfg.socket != NULL) {
         unsigned proto = MYSQL_PROTOCOL_SOCKET;
         mysql_optionsv(c->mysql, MYSQL_OPT_PROTOCOL, &proto);

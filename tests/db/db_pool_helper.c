@@ -273,6 +273,18 @@ static void modes(void)
     /* And a transaction after them still rolls back as a whole. */
     st = sm_db_transaction(pool, refuse_after_insert, (void *)"refused2", &err);
     CHECK(st == SM_ERR_STATE && count_modes(other) == 6, "rolled back after autocommit use");
+    /* REPEATABLE READ whatever the server's default (the ledger sealer
+     * relies on it); the test sets the default to READ COMMITTED. */
+    sm_db_rows *rows = NULL;
+    int has = 0;
+    MUST(sm_db_acquire(pool, &c, &err), &err);
+    MUST(sm_db_query(c, "SELECT @@SESSION.tx_isolation", NULL, 0, &rows, &err), &err);
+    MUST(sm_db_rows_next(rows, &has, &err), &err);
+    const char *level = has ? sm_db_col_text(rows, 0, NULL) : NULL;
+    CHECK(level != NULL && strcmp(level, "REPEATABLE-READ") == 0, "isolation %s",
+          level != NULL ? level : "(none)");
+    sm_db_rows_free(rows);
+    sm_db_release(c);
 
     sm_db_pool_stats stats;
     sm_db_pool_get_stats(pool, &stats);

@@ -78,6 +78,19 @@ def test_plain_writes_commit_when_the_server_default_is_autocommit_off(env):
         env.db.execute("SET GLOBAL autocommit = 1")
 
 
+def test_sessions_are_repeatable_read_when_the_server_default_is_not(env):
+    """The ledger sealer's two queue reads must share one snapshot and its
+    locking reads must gap-lock: sm_db's sessions set REPEATABLE READ at
+    connect, whatever the server's default (the "modes" scenario reads the
+    session's level)."""
+    database = env.role_database("mediastore")
+    env.db.execute("SET GLOBAL tx_isolation = 'READ-COMMITTED'")
+    try:
+        run_helper(database, "modes")
+    finally:
+        env.db.execute("SET GLOBAL tx_isolation = 'REPEATABLE-READ'")
+
+
 def test_unreachable_database_is_unavailable(env):
     database = env.role_database("mediastore")
     env.db.stop()
