@@ -67,6 +67,28 @@ static sm_status read_locked(sm_db_conn *c, const char *sql, sm_db_param key,
     return st;
 }
 
+/* The start of both takedowns: who acts (by: "admin" or the caller's
+ * owner id), and the target row locked (sql, key: see read_locked), or a
+ * 404 refusal naming it (noun, label) when it is not there or not the
+ * caller's. */
+static sm_status lock_target(sm_db_conn *c, takedown_args *a, const char *sql, sm_db_param key,
+                             const char *noun, const char *label, char by[SM_KS_ID_SIZE],
+                             char owner[SM_KS_ID_SIZE], char *retailer, int64_t *at,
+                             sm_error *err)
+{
+    int found = 0;
+    sm_ks_result_clear(a->out);
+    sm_status st = acting_owner(a, c, by, err);
+    if (st == SM_OK)
+        st = read_locked(c, sql, key, owner, retailer, at, &found, err);
+    if (st != SM_OK)
+        return st;
+    if (!found || (!a->is_admin && strcmp(owner, by) != 0))
+        return ks_refuse_tx(a->out, 404, "not-found", "Not found", "%s no %s %s",
+                            a->is_admin ? "there is" : "you have", noun, label);
+    return SM_OK;
+}
+
 /* 201 with the new time, or 200 with the time of the earlier takedown. */
 static sm_status answer(sm_ks_result *out, json_t *o, const char *time_name, int64_t at,
                         const char *flag_name, int already, sm_error *err)
@@ -101,20 +123,13 @@ static sm_status withdraw_work_tx(sm_db_conn *c, void *argp, sm_error *err)
     takedown_args *a = argp;
     char by[SM_KS_ID_SIZE], owner[SM_KS_ID_SIZE];
     int64_t at = 0;
-    int found = 0;
-    sm_ks_result_clear(a->out);
-    sm_status st = acting_owner(a, c, by, err);
-    if (st != SM_OK)
-        return st;
     /* Locked: a contract being created for the work or a reservation of it
      * (both share-lock it) either commits first or sees the withdrawal. */
-    st = read_locked(c, "SELECT owner_id, withdrawn_at FROM works WHERE work_id = ? FOR UPDATE",
-                     sm_db_text(a->work_id), owner, NULL, &at, &found, err);
+    sm_status st = lock_target(
+        c, a, "SELECT owner_id, withdrawn_at FROM works WHERE work_id = ? FOR UPDATE",
+        sm_db_text(a->work_id), "work", a->work_id, by, owner, NULL, &at, err);
     if (st != SM_OK)
         return st;
-    if (!found || (!a->is_admin && strcmp(owner, by) != 0))
-        return ks_refuse_tx(a->out, 404, "not-found", "Not found", "%s no work %s",
-                            a->is_admin ? "there is" : "you have", a->work_id);
     int already = at != 0;
     if (!already) {
         at = sm_ks_now(a->ctx);
@@ -133,26 +148,19 @@ static sm_status withdraw_work_tx(sm_db_conn *c, void *argp, sm_error *err)
 static sm_status revoke_contract_tx(sm_db_conn *c, void *argp, sm_error *err)
 {
     takedown_args *a = argp;
-    char by[SM_KS_ID_SIZE], owner[SM_KS_ID_SIZE], retailer[SM_KS_ID_SIZE];
+    char by[SM_KS_ID_SIZE], owner[SM_KS_ID_SIZE], retailer[SM_KS_ID_SIZE], label[24];
     int64_t at = 0;
-    int found = 0;
-    sm_ks_result_clear(a->out);
-    sm_status st = acting_owner(a, c, by, err);
-    if (st != SM_OK)
-        return st;
+    snprintf(label, sizeof(label), "%llu", (unsigned long long)a->contract_id);
     /* Locked: a reservation under the contract share-locks it, so it
      * either commits first (and its sale is marked by the trigger below) or
      * sees the revocation. */
-    st = read_locked(c,
-                     "SELECT owner_id, revoked_at, retailer_id FROM contracts "
-                     "WHERE contract_id = ? FOR UPDATE",
-                     sm_db_uint(a->contract_id), owner, retailer, &at, &found, err);
+    sm_status st = lock_target(c, a,
+                               "SELECT owner_id, revoked_at, retailer_id FROM contracts "
+                               "WHERE contract_id = ? FOR UPDATE",
+                               sm_db_uint(a->contract_id), "contract", label, by, owner,
+                               retailer, &at, err);
     if (st != SM_OK)
         return st;
-    if (!found || (!a->is_admin && strcmp(owner, by) != 0))
-        return ks_refuse_tx(a->out, 404, "not-found", "Not found", "%s no contract %llu",
-                            a->is_admin ? "there is" : "you have",
-                            (unsigned long long)a->contract_id);
     int already = at != 0;
     if (!already) {
         /* The trigger transactions_contract_revoked (schema version 6)

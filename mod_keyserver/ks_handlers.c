@@ -70,6 +70,15 @@ static ks_child_state *begin(request_rec *r, const char *role, sm_ks_caller *cal
     return state_or_answer(r, rc);
 }
 
+/* begin() for endpoints an admin may use on anything and role on its own
+ * objects; *is_admin says which the caller is. */
+static ks_child_state *begin_admin_or(request_rec *r, const char *role, sm_ks_caller *caller,
+                                      int *is_admin, int *rc)
+{
+    *is_admin = smh_client_has_role(r, ks_server_conf(r->server)->roles, KS_ROLE_ADMIN);
+    return begin(r, *is_admin ? KS_ROLE_ADMIN : role, caller, rc);
+}
+
 static int read_body(request_rec *r, int large, const char *what, json_t **body)
 {
     ks_server_config *c = ks_server_conf(r->server);
@@ -231,12 +240,10 @@ int ks_handle_revoke(request_rec *r, const smh_route_match *m, void *ctx)
 {
     (void)m;
     (void)ctx;
-    ks_server_config *c = ks_server_conf(r->server);
     /* An admin revokes anything; a retailer refunds its own sales. */
-    int is_admin = smh_client_has_role(r, c->roles, KS_ROLE_ADMIN);
     sm_ks_caller caller;
-    int rc = OK;
-    ks_child_state *st = begin(r, is_admin ? KS_ROLE_ADMIN : KS_ROLE_RETAILER, &caller, &rc);
+    int rc = OK, is_admin = 0;
+    ks_child_state *st = begin_admin_or(r, KS_ROLE_RETAILER, &caller, &is_admin, &rc);
     if (st == NULL)
         return rc;
     json_t *body = NULL;
@@ -257,12 +264,10 @@ typedef sm_status (*ks_takedown_op)(const sm_ks_ctx *ctx, const sm_ks_caller *ca
 
 static int handle_takedown(request_rec *r, const char *id, const char *what, ks_takedown_op op)
 {
-    ks_server_config *c = ks_server_conf(r->server);
     /* An admin takes down anything; an owner its own works and contracts. */
-    int is_admin = smh_client_has_role(r, c->roles, KS_ROLE_ADMIN);
     sm_ks_caller caller;
-    int rc = OK;
-    ks_child_state *st = begin(r, is_admin ? KS_ROLE_ADMIN : KS_ROLE_OWNER, &caller, &rc);
+    int rc = OK, is_admin = 0;
+    ks_child_state *st = begin_admin_or(r, KS_ROLE_OWNER, &caller, &is_admin, &rc);
     if (st == NULL)
         return rc;
     json_t *body = NULL;

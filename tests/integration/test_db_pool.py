@@ -66,16 +66,22 @@ def test_stored_procedure_calls(env):
     run_helper(database, "calls")
 
 
+def run_modes_with_server_default(env, variable, value, restore):
+    """The "modes" scenario while the server's global default of variable
+    is value (restore: the harness's own)."""
+    database = env.role_database("mediastore")
+    env.db.execute("SET GLOBAL %s = %s" % (variable, value))
+    try:
+        run_helper(database, "modes")
+    finally:
+        env.db.execute("SET GLOBAL %s = %s" % (variable, restore))
+
+
 def test_plain_writes_commit_when_the_server_default_is_autocommit_off(env):
     """A server configured with autocommit off by default: sm_db's sessions
     set it on at connect, so plain writes still commit on their own (the
     "modes" scenario checks them from a second session)."""
-    database = env.role_database("mediastore")
-    env.db.execute("SET GLOBAL autocommit = 0")
-    try:
-        run_helper(database, "modes")
-    finally:
-        env.db.execute("SET GLOBAL autocommit = 1")
+    run_modes_with_server_default(env, "autocommit", "0", "1")
 
 
 def test_sessions_are_repeatable_read_when_the_server_default_is_not(env):
@@ -83,12 +89,7 @@ def test_sessions_are_repeatable_read_when_the_server_default_is_not(env):
     locking reads must gap-lock: sm_db's sessions set REPEATABLE READ at
     connect, whatever the server's default (the "modes" scenario reads the
     session's level)."""
-    database = env.role_database("mediastore")
-    env.db.execute("SET GLOBAL tx_isolation = 'READ-COMMITTED'")
-    try:
-        run_helper(database, "modes")
-    finally:
-        env.db.execute("SET GLOBAL tx_isolation = 'REPEATABLE-READ'")
+    run_modes_with_server_default(env, "tx_isolation", "'READ-COMMITTED'", "'REPEATABLE-READ'")
 
 
 def test_unreachable_database_is_unavailable(env):
