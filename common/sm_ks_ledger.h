@@ -37,6 +37,9 @@
  * 1..32 of [a-z0-9_], strings at most 1024 bytes of UTF-8 text, integers
  * any signed 64-bit value. */
 #define SM_KS_LEDGER_TYPE_MAX 32u
+/* The type of an entry chained for a queued row that could not be read
+ * (FORMATS.md §7.5). */
+#define SM_KS_LEDGER_UNREADABLE_TYPE "unreadable-entry"
 #define SM_KS_LEDGER_MAX_FIELDS 32u
 #define SM_KS_LEDGER_NAME_MAX 32u
 #define SM_KS_LEDGER_STRING_MAX 1024u
@@ -117,6 +120,11 @@ typedef struct sm_ks_ledger_report {
     uint64_t checkpoints;          /* checkpoints matched against the chain */
     uint64_t last_checkpoint_seq;  /* highest seq covered by a matched checkpoint */
     int keys_from_export;          /* 1: checkpoints checked with the export's own JWKS */
+    /* Entries standing for a queued row the key server could not read
+     * (FORMATS.md §7.5): valid in the chain, but their event's content is
+     * only in that row. */
+    uint64_t unreadable;
+    uint64_t first_unreadable_seq;
     /* On failure: */
     uint64_t first_bad_seq;        /* 0 when the failure is not an entry's */
     uint64_t bad_line;             /* 1-based line of the export, 0 if none */

@@ -248,6 +248,8 @@ static sm_status feed_entry(sm_ks_ledger_verifier *v, json_t *o, sm_error *err)
     v->last_seq = (uint64_t)seq;
     memcpy(v->head, computed, SM_KS_LEDGER_HASH_LEN);
     v->report.entries++;
+    if (strcmp(entry.type, SM_KS_LEDGER_UNREADABLE_TYPE) == 0 && v->report.unreadable++ == 0)
+        v->report.first_unreadable_seq = (uint64_t)seq;
     return match_pending(v, err);
 }
 

@@ -53,6 +53,11 @@ typedef struct sm_ks_ctx {
     int64_t now;               /* 0 = the clock; tests set it */
     /* Verified vouchers of this process (NULL: verify every time). */
     struct sm_ks_voucher_cache *voucher_cache;
+    /* Told of each queued ledger row that could not be read and was
+     * chained as an unreadable-entry (FORMATS.md §7.5); NULL: nobody. Runs
+     * inside the sealing transaction: a retried transaction tells again. */
+    void (*unreadable_entry)(void *arg, const char *queue, uint64_t id, const char *problem);
+    void *unreadable_entry_arg;
 } sm_ks_ctx;
 
 /* Who is calling, as established by the module from the client
@@ -157,8 +162,9 @@ sm_status sm_ks_ledger_append(sm_db_conn *conn, const sm_ks_ctx *ctx, const char
 
 /* Queues an entry inside the caller's transaction (no head lock): a
  * sealer chains it after everything queued before it (FORMATS.md §7.5).
- * For frequent events (sales); type at most SM_KS_LEDGER_TYPE_MAX
- * bytes. */
+ * For frequent events (sales). The entry is checked first (FORMATS.md §7:
+ * type, data; txn an id): SM_ERR_ARG, nothing written, when it breaks a
+ * rule, so the queue only ever holds entries a sealer can chain. */
 sm_status sm_ks_ledger_enqueue(sm_db_conn *conn, const sm_ks_ctx *ctx, const char *type,
                                const char *txn, json_t *data, sm_error *err);
 

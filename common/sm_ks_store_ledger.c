@@ -127,60 +127,158 @@ static void free_queued(queued *q, size_t n)
     }
 }
 
+/* A queued row that cannot be read as an entry (a damaged column, or a
+ * row a faulty or older writer left) is chained as an
+ * SM_KS_LEDGER_UNREADABLE_TYPE entry naming its queue, id and problem, so
+ * that one bad row never stops the ledger (and with it revocations,
+ * checkpoints and exports); the row stays, marked chained, for inspection
+ * (FORMATS.md §7.5). */
+static const char *queue_name(queue_source source)
+{
+    return source == FROM_LICENSES ? "licenses" : "ledger_queue";
+}
+
+/* Turns e (id, order and source read) into an unreadable-entry; problem is
+ * made printable ASCII first, as it may quote the damaged bytes. */
+static sm_status make_unreadable(const sm_ks_ctx *ctx, queued *e, const char *problem,
+                                 sm_error *err)
+{
+    char text[SM_ERROR_MESSAGE_MAX];
+    size_t n = 0;
+    for (; problem[n] != '\0' && n + 1 < sizeof(text); n++) {
+        unsigned char c = (unsigned char)problem[n];
+        text[n] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    text[n] = '\0';
+    json_decref(e->data);
+    free(e->text);
+    e->text = NULL;
+    e->txn[0] = '\0';
+    snprintf(e->type, sizeof(e->type), "%s", SM_KS_LEDGER_UNREADABLE_TYPE);
+    e->data = json_pack("{s:s,s:I,s:s}", "queue", queue_name(e->source), "id",
+                        (json_int_t)e->id, "problem", text);
+    if (e->data == NULL || (e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    /* The event's time when it was readable, else the sealing time. */
+    sm_ks_ledger_entry probe = {1, e->time, e->type, e->data};
+    if (sm_ks_ledger_check_entry(&probe, NULL) != SM_OK)
+        e->time = sm_ks_now(ctx);
+    if (ctx->unreadable_entry != NULL)
+        ctx->unreadable_entry(ctx->unreadable_entry_arg, queue_name(e->source), e->id, text);
+    return SM_OK;
+}
+
+/* A text column copied into dst, or a problem naming it. */
+static int copy_column(const sm_db_rows *rows, unsigned col, const char *name, char *dst,
+                       size_t size, char *problem, size_t problem_size)
+{
+    if (ks_col_copy(rows, col, dst, size, NULL) == SM_OK)
+        return 1;
+    snprintf(problem, problem_size, "column %s is missing or longer than %zu bytes", name,
+             size - 1);
+    return 0;
+}
+
+static int int_column(const sm_db_rows *rows, unsigned col, const char *name, int64_t *out,
+                      char *problem, size_t problem_size)
+{
+    if (sm_db_col_int(rows, col, out, NULL) == SM_OK)
+        return 1;
+    snprintf(problem, problem_size, "column %s is missing or not an integer", name);
+    return 0;
+}
+
+/* The id and queue order of a queued row: primary key and NOT NULL
+ * integer columns, the only facts a sealer cannot do without. */
+static sm_status queue_position(const sm_db_rows *rows, queue_source source, queued *e,
+                                sm_error *err)
+{
+    e->source = source;
+    e->time = -1;
+    if (sm_db_col_uint(rows, 0, &e->id, NULL) != SM_OK ||
+        sm_db_col_uint(rows, 1, &e->order, NULL) != SM_OK)
+        return sm_error_set(err, SM_ERR_DB, "a row of %s has no readable id or queue order",
+                            queue_name(source));
+    return SM_OK;
+}
+
+/* Checks an entry read from a row against FORMATS.md §7; problem says why
+ * not. */
+static int entry_valid(const queued *e, char *problem, size_t problem_size)
+{
+    sm_error why = {0};
+    sm_ks_ledger_entry probe = {1, e->time, e->type, e->data};
+    if (sm_ks_ledger_check_entry(&probe, &why) == SM_OK)
+        return 1;
+    /* "ledger entry 1: ..." names the probe's seq, not the row's. */
+    const char *msg = strncmp(why.message, "ledger entry 1: ", 16) == 0 ? why.message + 16
+                                                                         : why.message;
+    snprintf(problem, problem_size, "%s", msg);
+    return 0;
+}
+
 /* The ledger entry of a license row: the same data the license path
  * recorded when it appended itself. */
-static sm_status license_from_row(const sm_db_rows *rows, queued *e, sm_error *err)
+static sm_status license_from_row(const sm_ks_ctx *ctx, const sm_db_rows *rows, queued *e,
+                                  sm_error *err)
 {
-    char work_id[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE];
+    char work_id[SM_KS_ID_SIZE], jkt[SM_JKT_SIZE], problem[SM_ERROR_MESSAGE_MAX];
     int64_t activation = 0;
     const char *via = sm_db_col_text(rows, 7, NULL);
-    sm_status st;
-    e->source = FROM_LICENSES;
+    sm_status st = queue_position(rows, FROM_LICENSES, e, err);
+    if (st != SM_OK)
+        return st;
     snprintf(e->type, sizeof(e->type), "license");
-    if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
-        (st = sm_db_col_uint(rows, 1, &e->order, err)) != SM_OK ||
-        (st = sm_db_col_int(rows, 2, &e->time, err)) != SM_OK ||
-        (st = ks_col_copy(rows, 3, e->txn, sizeof(e->txn), err)) != SM_OK ||
-        (st = ks_col_copy(rows, 4, work_id, sizeof(work_id), err)) != SM_OK ||
-        (st = ks_col_copy(rows, 5, jkt, sizeof(jkt), err)) != SM_OK ||
-        (st = sm_db_col_int(rows, 6, &activation, err)) != SM_OK)
-        return sm_error_set(err, SM_ERR_DB, "license %llu cannot be chained: a column is damaged",
-                            (unsigned long long)e->id);
+    if (!int_column(rows, 2, "issued_at", &e->time, problem, sizeof(problem)) ||
+        !copy_column(rows, 3, "txn", e->txn, sizeof(e->txn), problem, sizeof(problem)) ||
+        !copy_column(rows, 4, "work_id", work_id, sizeof(work_id), problem, sizeof(problem)) ||
+        !copy_column(rows, 5, "jkt", jkt, sizeof(jkt), problem, sizeof(problem)) ||
+        !int_column(rows, 6, "activation", &activation, problem, sizeof(problem)))
+        return make_unreadable(ctx, e, problem, err);
     e->data = json_pack("{s:s,s:s,s:s,s:I}", "txn", e->txn, "work_id", work_id, "jkt", jkt,
                         "activation", (json_int_t)activation);
     if (e->data != NULL && via != NULL && json_object_set_new(e->data, "via", json_string(via)))
         json_decref(e->data), e->data = NULL;
     if (e->data == NULL || (e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    return SM_OK;
+    return entry_valid(e, problem, sizeof(problem)) ? SM_OK
+                                                    : make_unreadable(ctx, e, problem, err);
 }
 
 /* The ledger entry of a queued event row, as sm_ks_ledger_enqueue wrote
  * it. */
-static sm_status event_from_row(const sm_db_rows *rows, queued *e, sm_error *err)
+static sm_status event_from_row(const sm_ks_ctx *ctx, const sm_db_rows *rows, queued *e,
+                                sm_error *err)
 {
+    char problem[SM_ERROR_MESSAGE_MAX];
     size_t len = 0;
     const char *data = sm_db_col_text(rows, 5, &len);
-    const char *txn = sm_db_col_text(rows, 3, NULL);
-    sm_status st;
-    e->source = FROM_EVENTS;
-    if ((st = sm_db_col_uint(rows, 0, &e->id, err)) != SM_OK ||
-        (st = sm_db_col_uint(rows, 1, &e->order, err)) != SM_OK ||
-        (st = sm_db_col_int(rows, 2, &e->time, err)) != SM_OK ||
-        (txn != NULL && (st = ks_col_copy(rows, 3, e->txn, sizeof(e->txn), err)) != SM_OK) ||
-        (st = ks_col_copy(rows, 4, e->type, sizeof(e->type), err)) != SM_OK || data == NULL ||
-        sm_ks_ledger_data_from_text(data, len, &e->data, err) != SM_OK)
-        return sm_error_set(err, SM_ERR_DB,
-                            "queued ledger entry %llu cannot be chained: a column is damaged",
-                            (unsigned long long)e->id);
+    sm_status st = queue_position(rows, FROM_EVENTS, e, err);
+    if (st != SM_OK)
+        return st;
+    if (!int_column(rows, 2, "created_at", &e->time, problem, sizeof(problem)) ||
+        (sm_db_col_text(rows, 3, NULL) != NULL &&
+         !copy_column(rows, 3, "txn", e->txn, sizeof(e->txn), problem, sizeof(problem))) ||
+        !copy_column(rows, 4, "type", e->type, sizeof(e->type), problem, sizeof(problem)))
+        return make_unreadable(ctx, e, problem, err);
+    sm_error why = {0};
+    if (data == NULL ||
+        (st = sm_ks_ledger_data_from_text(data, len, &e->data, &why)) != SM_OK) {
+        if (st == SM_ERR_NOMEM)
+            return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+        snprintf(problem, sizeof(problem), "column data: %.400s",
+                 data == NULL ? "missing" : why.message);
+        return make_unreadable(ctx, e, problem, err);
+    }
     if ((e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    return SM_OK;
+    return entry_valid(e, problem, sizeof(problem)) ? SM_OK
+                                                    : make_unreadable(ctx, e, problem, err);
 }
 
 /* Up to SEAL_BATCH entries of one queue, in its order, into q. */
-static sm_status read_one_queue(sm_db_conn *c, queue_source source, int locking, queued *q,
-                                size_t *n, sm_error *err)
+static sm_status read_one_queue(sm_db_conn *c, const sm_ks_ctx *ctx, queue_source source,
+                                int locking, queued *q, size_t *n, sm_error *err)
 {
     static const char *const sql[2][2] = {
         {LICENSE_QUEUE, LICENSE_QUEUE " LOCK IN SHARE MODE"},
@@ -192,8 +290,8 @@ static sm_status read_one_queue(sm_db_conn *c, queue_source source, int locking,
     while (st == SM_OK && *n < SEAL_BATCH && (st = sm_db_rows_next(rows, &has, err)) == SM_OK &&
            has) {
         memset(&q[*n], 0, sizeof(q[*n]));
-        st = source == FROM_LICENSES ? license_from_row(rows, &q[*n], err)
-                                     : event_from_row(rows, &q[*n], err);
+        st = source == FROM_LICENSES ? license_from_row(ctx, rows, &q[*n], err)
+                                     : event_from_row(ctx, rows, &q[*n], err);
         (*n)++;
     }
     sm_db_rows_free(rows);
@@ -226,14 +324,15 @@ static int queued_before(const queued *a, const queued *b)
  * reads again while batches are full), so no entry of that queue commits
  * between the two reads, and an effect read from one queue never goes
  * without its cause from the other. */
-static sm_status read_queue(sm_db_conn *c, int locking, queued *q, size_t *n, sm_error *err)
+static sm_status read_queue(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, queued *q,
+                            size_t *n, sm_error *err)
 {
     queued licenses[SEAL_BATCH], events[SEAL_BATCH];
     size_t nl = 0, ne = 0, i = 0, j = 0;
     *n = 0;
-    sm_status st = read_one_queue(c, FROM_LICENSES, locking, licenses, &nl, err);
+    sm_status st = read_one_queue(c, ctx, FROM_LICENSES, locking, licenses, &nl, err);
     if (st == SM_OK)
-        st = read_one_queue(c, FROM_EVENTS, locking, events, &ne, err);
+        st = read_one_queue(c, ctx, FROM_EVENTS, locking, events, &ne, err);
     while (st == SM_OK && *n < SEAL_BATCH && (i < nl || j < ne)) {
         if (j == ne || (i < nl && queued_before(&licenses[i], &events[j])))
             q[(*n)++] = licenses[i++];
@@ -328,7 +427,7 @@ static sm_status seal_batch(sm_db_conn *c, const sm_ks_ctx *ctx, int locking, ui
     queued q[SEAL_BATCH];
     size_t n = 0;
     *n_out = 0;
-    sm_status st = read_queue(c, locking, q, &n, err);
+    sm_status st = read_queue(c, ctx, locking, q, &n, err);
     uint64_t s = *seq;
     uint8_t h[SM_KS_LEDGER_HASH_LEN];
     memcpy(h, head, sizeof(h));
@@ -447,8 +546,19 @@ sm_status sm_ks_ledger_append(sm_db_conn *c, const sm_ks_ctx *ctx, const char *t
 sm_status sm_ks_ledger_enqueue(sm_db_conn *c, const sm_ks_ctx *ctx, const char *type,
                                const char *txn, json_t *data, sm_error *err)
 {
-    if (strlen(type) > SM_KS_LEDGER_TYPE_MAX)
-        return sm_error_set(err, SM_ERR_ARG, "ledger entry type too long");
+    /* Checked here, not first by the sealer: an entry it could not chain
+     * would be chained as an unreadable-entry, its content lost to the
+     * chain. */
+    sm_error why = {0};
+    sm_ks_ledger_entry probe = {1, sm_ks_now(ctx), type, data};
+    if (sm_ks_ledger_check_entry(&probe, &why) != SM_OK)
+        return sm_error_set(err, SM_ERR_ARG, "cannot queue a %s ledger entry: %s",
+                            type != NULL ? type : "(typeless)", why.message);
+    if (txn != NULL && (txn[0] == '\0' || strlen(txn) > SM_KS_ID_MAX))
+        return sm_error_set(err, SM_ERR_ARG,
+                            "cannot queue a %s ledger entry: a transaction id has 1 to %u "
+                            "characters",
+                            type, SM_KS_ID_MAX);
     char *text = sm_ks_ledger_data_to_text(data);
     if (text == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");

@@ -202,8 +202,8 @@ static void purge_proofs_now_and_then(request_rec *r, const sm_ks_ctx *ctx)
     sm_error err = {0};
     if (sm_ks_purge_proofs(ctx, &purged, &err) == SM_OK)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      SMLOGNO(01004) "purged %llu spent device proof ids",
-                      (unsigned long long)purged);
+                      SMLOGNO(01004) "purged %" APR_UINT64_T_FMT " spent device proof ids",
+                      (apr_uint64_t)purged);
 }
 
 int ks_handle_license(request_rec *r, const smh_route_match *m, void *ctx)

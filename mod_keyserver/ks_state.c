@@ -69,10 +69,16 @@ typedef struct ks_sealer {
     server_rec *s;
 } ks_sealer;
 
+/* While sealing keeps failing, SM01007 is repeated this often (with the
+ * time it has been failing), so a long outage does not hide behind one
+ * line. */
+#define KS_SEAL_FAILING_RELOG_S 600
+
 static void *sealer_main(void *arg)
 {
     ks_sealer *k = arg;
     int failing = 0;
+    time_t failing_since = 0, logged_at = 0;
     pthread_mutex_lock(&k->lock);
     while (!k->stop) {
         struct timespec until;
@@ -91,11 +97,20 @@ static void *sealer_main(void *arg)
         uint64_t sealed = 0;
         if (sm_ks_ledger_seal(k->ctx, &sealed, &err) != SM_OK) {
             /* Queued entries stay queued and are chained once the database
-             * answers again: say so once, not every interval. */
-            if (!failing)
+             * answers again: say so when it starts, then now and then, not
+             * every interval. */
+            time_t now = time(NULL);
+            if (!failing) {
+                failing_since = now;
+                logged_at = 0;
+            }
+            if (!failing || now - logged_at >= KS_SEAL_FAILING_RELOG_S) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, k->s,
-                             SMLOGNO(01007) "ledger entries not chained yet, will retry: %s",
-                             err.message);
+                             SMLOGNO(01007) "ledger entries not chained for %" APR_INT64_T_FMT " s, will retry: "
+                             "%s",
+                             (apr_int64_t)(now - failing_since), err.message);
+                logged_at = now;
+            }
             failing = 1;
         } else if (failing) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, k->s,
@@ -145,6 +160,16 @@ static void start_sealer(apr_pool_t *pchild, server_rec *s, const sm_ks_ctx *ctx
     apr_pool_cleanup_register(pchild, k, stop_sealer, apr_pool_cleanup_null);
 }
 
+/* A queued ledger row was chained as an unreadable-entry (FORMATS.md
+ * §7.5): the ledger goes on, an administrator must look at the row. */
+static void log_unreadable_entry(void *arg, const char *queue, uint64_t id, const char *problem)
+{
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, (server_rec *)arg,
+                 SMLOGNO(01010) "queued ledger row %s.id=%" APR_UINT64_T_FMT " is unreadable (%s): chained as an "
+                 "unreadable-entry; the row is kept, inspect it",
+                 queue, (apr_uint64_t)id, problem);
+}
+
 /* Entries of each child's cache of verified vouchers (about 0.5 KiB each). */
 #define KS_VOUCHER_CACHE_SLOTS 4096u
 
@@ -174,6 +199,8 @@ void ks_state_child_init(apr_pool_t *pchild, server_rec *s)
         ctx->proof_max_age = (int64_t)c->proof_max_age;
         ctx->activation_limit = (uint32_t)c->activation_limit;
         ctx->checkpoint_every = c->checkpoint_every;
+        ctx->unreadable_entry = log_unreadable_entry;
+        ctx->unreadable_entry_arg = vs;
         sm_error cerr = {0};
         sm_ks_voucher_cache *vc = NULL;
         if (sm_ks_voucher_cache_new(KS_VOUCHER_CACHE_SLOTS, &vc, &cerr) == SM_OK) {

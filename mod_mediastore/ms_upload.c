@@ -264,9 +264,9 @@ static int receive(request_rec *r, upload *u, sm_upload_check *chk, apr_file_t *
             smh_body_mark_consumed(r);
             r->connection->keepalive = AP_CONN_CLOSE;
             ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                          SMLOGNO(02007) "upload of %s interrupted after %llu bytes; nothing "
+                          SMLOGNO(02007) "upload of %s interrupted after %" APR_UINT64_T_FMT " bytes; nothing "
                                          "stored",
-                          u->work_id, (unsigned long long)sm_upload_check_received(chk));
+                          u->work_id, (apr_uint64_t)sm_upload_check_received(chk));
             return smh_problem(r, ap_map_http_request_error(rv, HTTP_BAD_REQUEST),
                                "upload-incomplete", "Upload incomplete",
                                "the upload was interrupted; nothing was stored, send it again");
@@ -442,9 +442,9 @@ static int handle_upload(request_rec *r, const smh_route_match *m, sm_upload_kin
         break;
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  SMLOGNO(02003) "%s %s stored for %s (%llu bytes)",
+                  SMLOGNO(02003) "%s %s stored for %s (%" APR_UINT64_T_FMT " bytes)",
                   kind == SM_UPLOAD_CONTAINER ? "work" : "preview of", u->work_id, u->owner_dn,
-                  (unsigned long long)u->size);
+                  (apr_uint64_t)u->size);
     json_t *doc = json_pack("{s:s,s:s,s:I,s:s}", "work_id", u->work_id, "status",
                             u->outcome == STORED ? "stored" : "already-stored", "size",
                             (json_int_t)u->size, "sha256",

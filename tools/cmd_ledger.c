@@ -103,6 +103,12 @@ static int verify_stream(FILE *in, const char *name, sm_ks_ledger_verifier *v)
     printf("checkpoints: %llu matched, the last at seq %llu\n",
            (unsigned long long)report.checkpoints,
            (unsigned long long)report.last_checkpoint_seq);
+    if (report.unreadable > 0)
+        printf("unreadable entries: %llu, the first at seq %llu: events whose queued row the "
+               "key server could not read; their content is in the row each names "
+               "(FORMATS.md section 7.5)\n",
+               (unsigned long long)report.unreadable,
+               (unsigned long long)report.first_unreadable_seq);
     if (report.last_checkpoint_seq < report.last_seq)
         printf("entries after seq %llu are not yet covered by a checkpoint\n",
                (unsigned long long)report.last_checkpoint_seq);

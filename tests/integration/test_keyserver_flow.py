@@ -198,6 +198,60 @@ def test_queued_license_entries(env, sm_workspace):
         ks.query("SELECT seq, HEX(hash) FROM ledger ORDER BY seq DESC LIMIT 1")
 
 
+def test_unreadable_queued_rows_do_not_stop_the_ledger(env, sm_workspace):
+    """Queued rows a sealer cannot read (a license row an older module
+    wrote without work and activation, a sale event whose data is not
+    JSON, one whose type breaks the rules) are chained as unreadable-entry
+    entries naming their row, and logged (SM01010): sealing, revocations
+    (chained under the head lock after the queue) and exports go on, the
+    rows stay for inspection. Before, the first such row stopped them all."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    env.expect_log("SM01010")
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    ks.ledger_settled()
+    txn = reservation["txn"]
+    ks.query("INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti) VALUES "
+             "('%s', '%s', UNIX_TIMESTAMP(), 'legacy-proof-0000001', 'legacy-delivery-01');"
+             "INSERT INTO ledger_queue (queue_order, created_at, type, data, txn) VALUES "
+             "(NEXT VALUE FOR ledger_queue_order, UNIX_TIMESTAMP(), 'payment', "
+             "'{\"amount\": 5', '%s');"
+             "INSERT INTO ledger_queue (queue_order, created_at, type, data, txn) VALUES "
+             "(NEXT VALUE FOR ledger_queue_order, UNIX_TIMESTAMP(), 'Pay ment', '{}', NULL)"
+             % (txn, device.jkt, txn))
+    # A revocation is chained under the head lock after everything queued.
+    r = ks.client("admin").post("/v1/revocations", json={
+        "kind": "device", "subject": device.jkt, "reason": "key reported stolen"})
+    assert r.status_code == 201, r.text
+    ks.ledger_settled()
+    rows = ks.query("SELECT seq, type, data, txn FROM ledger ORDER BY seq")
+    assert [int(row[0]) for row in rows] == list(range(1, len(rows) + 1))
+    unreadable = [(json.loads(row[2]), row[3]) for row in rows if row[1] == "unreadable-entry"]
+    assert [(d["queue"], sorted(d)) for d, _ in unreadable] == [
+        ("licenses", ["id", "problem", "queue"]), ("ledger_queue", ["id", "problem", "queue"]),
+        ("ledger_queue", ["id", "problem", "queue"])]
+    assert all(t == "NULL" or t is None for _, t in unreadable), unreadable
+    problems = [d["problem"] for d, _ in unreadable]
+    assert "work_id" in problems[0] and "data" in problems[1] and "type" in problems[2], problems
+    license_id = ks.query("SELECT id FROM licenses WHERE proof_jti = 'legacy-proof-0000001'")
+    assert unreadable[0][0]["id"] == int(license_id[0][0])
+    # The revocation came after them, and the rows are kept, marked chained.
+    assert rows[-1][1] == "revocation"
+    assert ks.query("SELECT COUNT(*) FROM ledger_queue WHERE chained = 1 AND "
+                    "(type = 'Pay ment' OR data = '{\"amount\": 5')") == [("2",)]
+    log = env.httpd.error_log_text()
+    assert log.count("SM01010") >= 3 and "licenses.id=%s" % license_id[0][0] in log
+    export = ks.client("admin").get("/v1/ledger/export")
+    assert export.status_code == 200
+    code, out, err = run_ledger_verify(ks, export.text, sm_workspace.new_dir("ledger"))
+    assert code == 0, (out, err)
+    first = min(int(row[0]) for row in rows if row[1] == "unreadable-entry")
+    assert "unreadable entries: 3, the first at seq %d" % first in out, out
+
+
 def test_append_chains_licenses_committed_while_it_waited(env, sm_workspace):
     """An event's ledger append chains first every license committed before
     it, also one committed while the event's transaction waited, after its

@@ -3,7 +3,11 @@ and their glue library carries a stable message id SMLOGNO(nnnnn) from its
 directory's range, and no id is used twice. See common/httpd/smh_log.h.
 
 Also refuses log calls whose arguments name a password, secret, private
-key or bearer token: those must never reach a log."""
+key or bearer token: those must never reach a log; and C length modifiers
+APR's formatter does not know (%llu, %zu, %jd ...): on 64-bit Linux it
+reads "%llu" as "%l" then "u", prints garbage and takes the following
+arguments out of step (a "%s" after it then crashes the child). Use
+APR_UINT64_T_FMT, APR_INT64_T_FMT, APR_SIZE_T_FMT."""
 
 import os
 import re
@@ -17,6 +21,8 @@ RANGES = {
 }
 LOG_CALL = re.compile(r"\bap_log_(?:r|c|cs|p|)error\s*\(")
 ID = re.compile(r"SMLOGNO\((\d{5})\)")
+# A conversion with a length modifier APR's apr_vformatter misreads.
+BAD_LENGTH = re.compile(r"%[-+ #0]*[0-9*]*(?:\.[0-9*]+)?(?:ll|hh|[zjtL])[a-zA-Z]")
 SECRETISH = re.compile(r"\b\w*(?:password|passwd|secret|private_key|bearer|compact_token)\w*\b",
                        re.IGNORECASE)
 
@@ -68,6 +74,11 @@ def main(top):
                 if ids[0] in seen:
                     problems.append("%s: SM%s already used at %s" % (where, ids[0], seen[ids[0]]))
                 seen.setdefault(ids[0], where)
+                formats = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', text))
+                for conv in BAD_LENGTH.findall(formats):
+                    problems.append("%s: %s in a log format; APR's formatter misreads it, use "
+                                    "APR_UINT64_T_FMT / APR_INT64_T_FMT / APR_SIZE_T_FMT"
+                                    % (where, conv))
                 # Only the arguments after the format string.
                 args = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
                 bad = SECRETISH.findall(args)

@@ -72,7 +72,11 @@ static void build_export(export_lines *x, uint8_t head_out[32])
     size_t next_cp = 0;
     for (uint64_t seq = 1; seq <= N_ENTRIES; seq++) {
         json_t *data = entry_data(seq);
-        sm_ks_ledger_entry e = {seq, 1700000000 + (int64_t)seq, seq % 2 ? "payment" : "license",
+        /* Entry 9 stands for a queued row the key server could not read. */
+        sm_ks_ledger_entry e = {seq, 1700000000 + (int64_t)seq,
+                                seq == 9       ? SM_KS_LEDGER_UNREADABLE_TYPE
+                                : seq % 2 == 1 ? "payment"
+                                               : "license",
                                 data};
         ck_assert_int_eq(sm_ks_ledger_hash(head, &e, head, &err), SM_OK);
         add_line(x, sm_ks_ledger_export_entry(&e, head, &err));
@@ -263,6 +267,8 @@ START_TEST(test_verify_good)
     ck_assert_uint_eq(r.last_checkpoint_seq, 12);
     ck_assert_int_eq(r.keys_from_export, 1);
     ck_assert_mem_eq(r.head, head, 32);
+    ck_assert_uint_eq(r.unreadable, 1);
+    ck_assert_uint_eq(r.first_unreadable_seq, 9);
     ck_assert_int_eq(run_verifier(&x, sm_ks_keys_jwks(keys), NULL, &r, &err), SM_OK);
     ck_assert_int_eq(r.keys_from_export, 0);
     free_lines(&x);
@@ -317,7 +323,11 @@ static void rewrite_chain(export_lines *x, uint64_t from)
         json_t *data = entry_data(seq);
         if (seq == from)
             json_object_set_new(data, "amount", json_integer(1));
-        sm_ks_ledger_entry e = {seq, 1700000000 + (int64_t)seq, seq % 2 ? "payment" : "license",
+        /* Entry 9 stands for a queued row the key server could not read. */
+        sm_ks_ledger_entry e = {seq, 1700000000 + (int64_t)seq,
+                                seq == 9       ? SM_KS_LEDGER_UNREADABLE_TYPE
+                                : seq % 2 == 1 ? "payment"
+                                               : "license",
                                 data};
         ck_assert_int_eq(sm_ks_ledger_hash(head, &e, head, &err), SM_OK);
         if (seq >= from) {
