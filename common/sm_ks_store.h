@@ -17,6 +17,7 @@
 #define SM_KS_STORE_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -168,10 +169,14 @@ sm_status sm_ks_ledger_append(sm_db_conn *conn, const sm_ks_ctx *ctx, const char
 sm_status sm_ks_ledger_enqueue(sm_db_conn *conn, const sm_ks_ctx *ctx, const char *type,
                                const char *txn, json_t *data, sm_error *err);
 
-/* Chains every queued entry, i.e. license rows not yet chained (one batch
- * per transaction; docs/FORMATS.md §7.5); *sealed (may be NULL) = how many. Called by each httpd child every few milliseconds;
- * checkpoints and exports seal first by themselves. */
-sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *err);
+/* Chains every queued entry (license rows and sale events not yet
+ * chained; one batch per transaction, docs/FORMATS.md §7.5); *sealed (may
+ * be NULL) = how many. Called by each httpd child's sealer every 100 ms;
+ * checkpoints and exports seal first by themselves. A non-NULL stop is
+ * read between batches: once it is set, a backlog is left to the next
+ * sealer instead of holding up the caller (a child shutting down). */
+sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, const atomic_int *stop, uint64_t *sealed,
+                            sm_error *err);
 
 /* POST /v1/ledger/checkpoints: a checkpoint of the current head -> 201. */
 sm_status sm_ks_checkpoint_now(const sm_ks_ctx *ctx, sm_ks_result *out, sm_error *err);

@@ -596,7 +596,8 @@ static sm_status seal_tx(sm_db_conn *c, void *argp, sm_error *err)
     return st;
 }
 
-sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *err)
+sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, const atomic_int *stop, uint64_t *sealed,
+                            sm_error *err)
 {
     uint64_t total = 0;
     if (sealed != NULL)
@@ -630,7 +631,7 @@ sm_status sm_ks_ledger_seal(const sm_ks_ctx *ctx, uint64_t *sealed, sm_error *er
         total += a.sealed;
         if (sealed != NULL)
             *sealed = total;
-    } while (a.sealed == SEAL_BATCH);
+    } while (a.sealed == SEAL_BATCH && (stop == NULL || !atomic_load(stop)));
     return SM_OK;
 }
 

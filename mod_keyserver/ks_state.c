@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -63,8 +64,8 @@ static apr_status_t free_voucher_cache(void *data)
 typedef struct ks_sealer {
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int stop;
+    pthread_cond_t wake; /* on CLOCK_MONOTONIC: a clock step never stalls it */
+    atomic_int stop;     /* also read by sm_ks_ledger_seal between batches */
     const sm_ks_ctx *ctx;
     server_rec *s;
 } ks_sealer;
@@ -80,22 +81,23 @@ static void *sealer_main(void *arg)
     int failing = 0;
     time_t failing_since = 0, logged_at = 0;
     pthread_mutex_lock(&k->lock);
-    while (!k->stop) {
+    while (!atomic_load(&k->stop)) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += KS_SEAL_INTERVAL_MS * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
-        while (!k->stop && pthread_cond_timedwait(&k->wake, &k->lock, &until) != ETIMEDOUT) {
+        while (!atomic_load(&k->stop) &&
+               pthread_cond_timedwait(&k->wake, &k->lock, &until) != ETIMEDOUT) {
         }
-        if (k->stop)
+        if (atomic_load(&k->stop))
             break;
         pthread_mutex_unlock(&k->lock);
         sm_error err = {0};
         uint64_t sealed = 0;
-        if (sm_ks_ledger_seal(k->ctx, &sealed, &err) != SM_OK) {
+        if (sm_ks_ledger_seal(k->ctx, &k->stop, &sealed, &err) != SM_OK) {
             /* Queued entries stay queued and are chained once the database
              * answers again: say so when it starts, then now and then, not
              * every interval. */
@@ -129,7 +131,7 @@ static apr_status_t stop_sealer(void *data)
 {
     ks_sealer *k = data;
     pthread_mutex_lock(&k->lock);
-    k->stop = 1;
+    atomic_store(&k->stop, 1);
     pthread_cond_signal(&k->wake);
     pthread_mutex_unlock(&k->lock);
     pthread_join(k->thread, NULL);
@@ -143,9 +145,16 @@ static void start_sealer(apr_pool_t *pchild, server_rec *s, const sm_ks_ctx *ctx
     ks_sealer *k = apr_pcalloc(pchild, sizeof(*k));
     k->ctx = ctx;
     k->s = s;
-    int rc = pthread_mutex_init(&k->lock, NULL);
-    if (rc == 0 && (rc = pthread_cond_init(&k->wake, NULL)) != 0)
-        pthread_mutex_destroy(&k->lock);
+    atomic_init(&k->stop, 0);
+    pthread_condattr_t monotonic;
+    int rc = pthread_condattr_init(&monotonic);
+    if (rc == 0) {
+        if ((rc = pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC)) == 0 &&
+            (rc = pthread_mutex_init(&k->lock, NULL)) == 0 &&
+            (rc = pthread_cond_init(&k->wake, &monotonic)) != 0)
+            pthread_mutex_destroy(&k->lock);
+        pthread_condattr_destroy(&monotonic);
+    }
     if (rc == 0 && (rc = pthread_create(&k->thread, NULL, sealer_main, k)) != 0) {
         pthread_cond_destroy(&k->wake);
         pthread_mutex_destroy(&k->lock);
