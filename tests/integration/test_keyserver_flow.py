@@ -252,6 +252,45 @@ def test_unreadable_queued_rows_do_not_stop_the_ledger(env, sm_workspace):
     assert "unreadable entries: 3, the first at seq %d" % first in out, out
 
 
+def test_export_carries_damaged_ledger_rows_to_the_verifier(env, sm_workspace):
+    """Chained rows changed behind the key server's back (a type the format
+    forbids, data that is no longer JSON, rows deleted at the end) are
+    exported as stored: the export reaches its end line, and the verifier,
+    not the export, names the first bad entry. Before, the first such row
+    stopped the export half-way."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    env.allow_log("SM01003")      # must not happen: asserted below
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    ks.ledger_settled()
+    last = int(ks.query("SELECT MAX(seq) FROM ledger")[0][0])
+    assert last >= 5
+    workdir = sm_workspace.new_dir("ledger")
+
+    def export_and_verify():
+        export = ks.client("admin").get("/v1/ledger/export")
+        assert export.status_code == 200
+        lines = export.text.splitlines()
+        assert json.loads(lines[-1])["kind"] == "end", lines[-1]
+        return lines, run_ledger_verify(ks, export.text, workdir)
+
+    ks.query("UPDATE ledger SET data = 'not json' WHERE seq = 4")
+    lines, (code, out, err) = export_and_verify()
+    assert code == 5 and "first bad entry: seq 4" in err, (code, out, err)
+    ks.query("UPDATE ledger SET type = 'Bad Type' WHERE seq = 3")
+    lines, (code, out, err) = export_and_verify()
+    assert code != 0 and "seq 3" in err, (code, out, err)
+    assert any('"type":"Bad Type"' in line for line in lines)
+    # The last entries deleted: the end line still names the head.
+    ks.query("DELETE FROM ledger WHERE seq >= %d" % (last - 1))
+    lines, (code, out, err) = export_and_verify()
+    assert json.loads(lines[-1])["last_seq"] >= last and code != 0, (lines[-1], out, err)
+    assert "SM01003" not in env.httpd.error_log_text()
+
+
 def test_append_chains_licenses_committed_while_it_waited(env, sm_workspace):
     """An event's ledger append chains first every license committed before
     it, also one committed while the event's transaction waited, after its
