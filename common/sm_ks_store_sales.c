@@ -511,6 +511,26 @@ static sm_status delivery_tx(sm_db_conn *c, void *argp, sm_error *err)
     if (strcmp(work_id, a->work_id) != 0)
         return ks_refuse_tx(a->out, 409, "work-mismatch", "Work mismatch",
                             "transaction %s is for another work, not %s", a->txn, a->work_id);
+    /* A media store only delivers with a delivery token, and those come
+     * with licenses: a delivery of a transaction without one is a report
+     * nothing could have caused (a faulty or dishonest store), and would
+     * be chained without its cause. Committed licenses are all visible
+     * here: the snapshot starts with this read, after the row lock. */
+    int64_t licensed = 0;
+    rows = NULL;
+    has = 0;
+    st = sm_db_query(c, "SELECT EXISTS (SELECT 1 FROM licenses WHERE txn = ?)",
+                     SM_DB_PARAMS(sm_db_text(a->txn)), &rows, err);
+    if (st == SM_OK && (st = sm_db_rows_next(rows, &has, err)) == SM_OK && has)
+        st = sm_db_col_int(rows, 0, &licensed, err);
+    sm_db_rows_free(rows);
+    if (st != SM_OK)
+        return st;
+    if (licensed != 1)
+        return ks_refuse_tx(a->out, 409, "no-license", "No license issued",
+                            "no license was issued for transaction %s, so nothing of it can "
+                            "have been delivered",
+                            a->txn);
     uint64_t added = 0;
     st = sm_db_exec(c,
                     "INSERT IGNORE INTO deliveries (txn, work_id, delivered_at, reported_at) "

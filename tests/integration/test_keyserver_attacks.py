@@ -209,6 +209,14 @@ def test_token_for_work_a_on_work_b(sold):
     r = ks.client("mediastore").post("/v1/delivery-complete", json={
         "txn": "txn-nope", "work_id": cat.work_id, "delivered_at": 1})
     assert_problem(r, 404, "unknown-transaction")
+    # Delivery-complete of a paid sale no license was issued for: no
+    # delivery token exists for it, so no delivery either; nothing recorded.
+    unlicensed = cat.sold(Device())
+    r = ks.client("mediastore").post("/v1/delivery-complete", json={
+        "txn": unlicensed["txn"], "work_id": cat.work_id, "delivered_at": 1})
+    assert_problem(r, 409, "no-license")
+    assert ks.query("SELECT COUNT(*) FROM deliveries WHERE txn = '%s'"
+                    % unlicensed["txn"]) == [("0",)]
 
 
 def test_license_before_payment_after_revocation_over_limit(sold):
