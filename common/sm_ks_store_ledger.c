@@ -30,7 +30,20 @@ static sm_status read_head(sm_db_conn *c, int lock, uint64_t *seq,
         return st;
     if ((st = sm_db_rows_next(rows, &has, err)) == SM_OK && !has && lock == HEAD_LOCK_SKIP) {
         sm_db_rows_free(rows);
-        return SM_ERR_NOT_FOUND;
+        /* Skipped because another transaction holds it, or missing (which
+         * must not pass for the former: nothing would ever be chained). */
+        int64_t present = 0;
+        if ((st = sm_db_query(c, "SELECT COUNT(*) FROM ledger_head WHERE id = 1", NULL, 0,
+                              &rows, err)) != SM_OK)
+            return st;
+        if ((st = sm_db_rows_next(rows, &has, err)) == SM_OK && has)
+            st = sm_db_col_int(rows, 0, &present, err);
+        sm_db_rows_free(rows);
+        if (st != SM_OK)
+            return st;
+        return present == 1 ? SM_ERR_NOT_FOUND
+                            : sm_error_set(err, SM_ERR_DB,
+                                           "the ledger head row is missing or damaged");
     }
     if (st == SM_OK) {
         const char *h = has ? sm_db_col_text(rows, 1, &len) : NULL;
@@ -79,6 +92,9 @@ static sm_status store_checkpoint(sm_db_conn *c, const sm_ks_ctx *ctx, uint64_t 
  * as a conflict, so no entry is chained twice. */
 
 #define SEAL_BATCH 64u
+/* Written out for 64 in the queue reads' LIMIT and MARK_IDS' placeholders
+ * below: change them together. */
+_Static_assert(SEAL_BATCH == 64u, "LICENSE_QUEUE, EVENT_QUEUE and MARK_IDS assume 64");
 /* Chained rows are marked with one statement per batch: 64 placeholders,
  * the unused ones repeating the last id (an IN list ignores repeats). */
 #define P8 "?, ?, ?, ?, ?, ?, ?, ?"
@@ -237,9 +253,14 @@ static sm_status license_from_row(const sm_ks_ctx *ctx, const sm_db_rows *rows, 
         return make_unreadable(ctx, e, problem, err);
     e->data = json_pack("{s:s,s:s,s:s,s:I}", "txn", e->txn, "work_id", work_id, "jkt", jkt,
                         "activation", (json_int_t)activation);
-    if (e->data != NULL && via != NULL && json_object_set_new(e->data, "via", json_string(via)))
-        json_decref(e->data), e->data = NULL;
-    if (e->data == NULL || (e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
+    if (e->data == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    if (via != NULL) {
+        json_t *v = json_string(via); /* NULL also for bytes that are not UTF-8 */
+        if (v == NULL || json_object_set_new(e->data, "via", v) != 0)
+            return make_unreadable(ctx, e, "column via is not text", err);
+    }
+    if ((e->text = sm_ks_ledger_data_to_text(e->data)) == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     return entry_valid(e, problem, sizeof(problem)) ? SM_OK
                                                     : make_unreadable(ctx, e, problem, err);

@@ -291,6 +291,33 @@ def test_export_carries_damaged_ledger_rows_to_the_verifier(env, sm_workspace):
     assert "SM01003" not in env.httpd.error_log_text()
 
 
+def test_sealer_reports_a_missing_ledger_head(env):
+    """The sealer skips a head row another transaction holds (that one
+    chains the queue); a head row that is gone must not pass for that, or
+    nothing would ever be chained and nobody told: SM01007 names it, and
+    sealing resumes when the row is back (SM01008)."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    env.expect_log("SM01007")
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    ks.ledger_settled()
+    head = ks.query("SELECT seq, HEX(hash) FROM ledger_head")[0]
+    ks.query("DELETE FROM ledger_head")
+    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    deadline = time.monotonic() + 10
+    while "the ledger head row is missing" not in env.httpd.error_log_text():
+        assert time.monotonic() < deadline, env.httpd.error_log_text()[-2000:]
+        time.sleep(0.05)
+    assert ks.query("SELECT COUNT(*) FROM licenses WHERE chained = 0") == [("1",)]
+    ks.query("INSERT INTO ledger_head (id, seq, hash) VALUES (1, %s, UNHEX('%s'))" % head)
+    ks.ledger_settled()
+    assert "SM01008" in env.httpd.error_log_text()
+    rows = ks.query("SELECT seq FROM ledger ORDER BY seq")
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
+
+
 def test_append_chains_licenses_committed_while_it_waited(env, sm_workspace):
     """An event's ledger append chains first every license committed before
     it, also one committed while the event's transaction waited, after its
