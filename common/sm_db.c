@@ -358,40 +358,69 @@ static sm_status stmt_failure(sm_db_conn *c, MYSQL_STMT *s, const char *what, sm
     return db_failure(c, mysql_stmt_errno(s), mysql_stmt_error(s), what, err);
 }
 
+/* One unsigned number from a one-row, one-column answer. */
+static int query_number(sm_db_conn *c, const char *sql, unsigned long long *out)
+{
+    if (mysql_query(c->mysql, sql) != 0)
+        return 0;
+    MYSQL_RES *res = mysql_store_result(c->mysql);
+    MYSQL_ROW row = res != NULL ? mysql_fetch_row(res) : NULL;
+    int ok = 0;
+    if (row != NULL && row[0] != NULL) {
+        char *end = NULL;
+        errno = 0;
+        *out = strtoull(row[0], &end, 10);
+        ok = errno == 0 && end != row[0] && *end == '\0';
+    }
+    mysql_free_result(res);
+    return ok;
+}
+
 /* Refuses a database older than the module (min_schema_version): its
  * statements would fail later, one by one, or worse, half of a change
- * would. A constant query, no input. */
+ * would. Also refuses a database a migration made unsafe for modules
+ * built for an older schema than this one (schema_version
+ * .min_module_version, sql/secmedia-db-migrate). Constant queries, no
+ * input. */
 static sm_status check_schema_version(sm_db_conn *c, sm_error *err)
 {
     const sm_db_config *cfg = &c->pool->cfg;
-    unsigned long long version = 0;
-    int ok = 0;
-    if (mysql_query(c->mysql, "SELECT COALESCE(MAX(version), 0) FROM schema_version") != 0) {
+    unsigned long long version = 0, min_module = 0;
+    if (!query_number(c, "SELECT COALESCE(MAX(version), 0) FROM schema_version", &version)) {
         unsigned e = mysql_errno(c->mysql);
         if (e == ER_NO_SUCH_TABLE)
             return sm_error_set(err, SM_ERR_DB,
                                 "database %s has no schema_version table: create its schema "
                                 "with secmedia-db-migrate",
                                 cfg->database);
-        return db_failure(c, e, mysql_error(c->mysql), "schema version", err);
-    }
-    MYSQL_RES *res = mysql_store_result(c->mysql);
-    MYSQL_ROW row = res != NULL ? mysql_fetch_row(res) : NULL;
-    if (row != NULL && row[0] != NULL) {
-        char *end = NULL;
-        errno = 0;
-        version = strtoull(row[0], &end, 10);
-        ok = errno == 0 && end != row[0] && *end == '\0';
-    }
-    mysql_free_result(res);
-    if (!ok)
+        if (e != 0)
+            return db_failure(c, e, mysql_error(c->mysql), "schema version", err);
         return sm_error_set(err, SM_ERR_DB, "database %s: cannot read its schema version",
                             cfg->database);
+    }
     if (version < cfg->min_schema_version)
         return sm_error_set(err, SM_ERR_DB,
                             "database %s is at schema version %llu; this module needs version "
                             "%u: apply the migrations with secmedia-db-migrate",
                             cfg->database, version, cfg->min_schema_version);
+    /* A database migrated by a migrator older than the column records no
+     * such floor. */
+    if (!query_number(c, "SELECT COALESCE(MAX(min_module_version), 0) FROM schema_version",
+                      &min_module)) {
+        unsigned e = mysql_errno(c->mysql);
+        if (e != ER_BAD_FIELD_ERROR)
+            return e != 0 ? db_failure(c, e, mysql_error(c->mysql), "schema version", err)
+                          : sm_error_set(err, SM_ERR_DB,
+                                         "database %s: cannot read its schema version",
+                                         cfg->database);
+        min_module = 0;
+    }
+    if (min_module > cfg->min_schema_version)
+        return sm_error_set(err, SM_ERR_DB,
+                            "database %s is at schema version %llu, which is unsafe for modules "
+                            "built for a schema older than version %llu; this module is built "
+                            "for version %u: upgrade it",
+                            cfg->database, version, min_module, cfg->min_schema_version);
     return SM_OK;
 }
 

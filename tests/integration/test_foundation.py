@@ -61,6 +61,30 @@ def test_new_migration_is_applied_in_order(env, sm_workspace):
         env.db.migrate(database.name, "mediastore", env.sql_dir)
 
 
+def test_migration_records_the_oldest_module_it_allows(env, sm_workspace):
+    """A migration that makes older modules unsafe says so in a directive
+    line; the tool records it (modules built for an older schema then
+    refuse the database), records 0 for every other migration, and refuses
+    a directive it does not know."""
+    database = env.migrated_database("mediastore")
+    assert env.db.query("SELECT DISTINCT min_module_version FROM schema_version",
+                        database.name) == [("0",)]
+    sql = copy_sql_dir(env, os.path.join(sm_workspace.new_dir("sql-copy"), "sql"))
+    with open(os.path.join(sql, "mediastore", "0998_breaking.sql"), "w") as f:
+        f.write("-- Older modules would write the old way.\n"
+                "-- secmedia-migrate: min-module-version 998\n"
+                "CREATE TABLE breaking (id INT PRIMARY KEY) ENGINE=InnoDB;\n")
+    out = env.db.migrate(database.name, "mediastore", sql)
+    assert "applied: 0998_breaking.sql" in out
+    assert env.db.query("SELECT min_module_version FROM schema_version WHERE version = 998",
+                        database.name) == [("998",)]
+    with open(os.path.join(sql, "mediastore", "0999_typo.sql"), "w") as f:
+        f.write("-- secmedia-migrate: min-module 999\nSELECT 1;\n")
+    with pytest.raises(harness.MariaDBError, match="unknown directive"):
+        env.db.migrate(database.name, "mediastore", sql)
+    assert env.db.query("SELECT MAX(version) FROM schema_version", database.name) == [("998",)]
+
+
 def test_unknown_path_and_method_answer_problem_json(env):
     MediaStore(env)
     env.httpd.start()

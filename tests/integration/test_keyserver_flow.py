@@ -430,6 +430,32 @@ def test_database_older_than_the_module_is_refused(env):
     assert r.status_code == 201, r.text
 
 
+def test_database_a_migration_made_unsafe_for_this_module_is_refused(env):
+    """A migration recorded with a min-module-version above the schema
+    this module was built for (secmedia-db-migrate) makes its pool refuse
+    the database: 500, nothing written, the log says to upgrade the
+    module; without that record the same children serve again."""
+    ks = KeyServer(env)
+    newest = int(ks.query("SELECT MAX(version) FROM schema_version")[0][0])
+    ks.query("INSERT INTO schema_version (version, name, sha256, min_module_version) VALUES "
+             "(%d, '%04d_future.sql', REPEAT('0', 64), %d)" % (newest + 1, newest + 1,
+                                                             newest + 1))
+    env.httpd.start()
+    env.expect_log("SM00012")
+    admin = ks.client("admin")
+    owner = {"owner_id": "o1", "name": "Owner",
+             "subject_dn": env.pki.client("owner").subject_dn}
+    r = admin.post("/v1/owners", json=owner)
+    assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
+    assert ks.query("SELECT COUNT(*) FROM owners") == [("0",)]
+    assert ("unsafe for modules built for a schema older than version %d; this module is "
+            "built for version %d: upgrade it" % (newest + 1, newest)) in \
+        env.httpd.error_log_text()
+    ks.query("DELETE FROM schema_version WHERE version = %d" % (newest + 1))
+    r = admin.post("/v1/owners", json=owner)
+    assert r.status_code == 201, r.text
+
+
 def test_transaction_flags_follow_payments_and_revocations(env):
     """Schema version 4 keeps a transaction's payment and revocation on its
     row (triggers), which the license reads: a reserved transaction is
