@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "sm_jose_int.h"
 #include "sm_json.h"
 
@@ -125,12 +127,12 @@ sm_status smj_cjose_error(sm_error *err, sm_status status, const char *what,
 
 sm_status sm_jose_random_jti(char out[23], sm_error *err)
 {
-    sm_secret *r = sm_secret_random(16);
-    if (r == NULL)
+    /* An identifier, not a secret: no locked memory needed (one is drawn
+     * for every token and license). */
+    uint8_t r[16];
+    if (RAND_bytes(r, sizeof(r)) != 1)
         return sm_error_set(err, SM_ERR_CRYPTO, "jti: the random generator failed");
-    sm_status st = sm_b64url_encode(r->bytes, r->len, out, 23, err);
-    sm_secret_free(r);
-    return st;
+    return sm_b64url_encode(r, sizeof(r), out, 23, err);
 }
 
 /* ES256 core. The caller has already checked the header; cjose only signs
