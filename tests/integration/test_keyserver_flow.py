@@ -198,6 +198,21 @@ def test_queued_license_entries(env, sm_workspace):
         ks.query("SELECT seq, HEX(hash) FROM ledger ORDER BY seq DESC LIMIT 1")
 
 
+def _one_licensed_sale(env, *expected_log_ids):
+    """A started key server with one paid, licensed sale whose ledger
+    entries are all chained: (ks, cat, device, reservation)."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    if expected_log_ids:
+        env.expect_log(*expected_log_ids)
+    cat = Catalog(ks)
+    device = Device()
+    reservation = cat.sold(device)
+    assert request_license(ks, device, reservation["voucher"]).status_code == 200
+    ks.ledger_settled()
+    return ks, cat, device, reservation
+
+
 def test_unreadable_queued_rows_do_not_stop_the_ledger(env, sm_workspace):
     """Queued rows a sealer cannot read (a license row an older module
     wrote without work and activation, a sale event whose data is not
@@ -205,14 +220,7 @@ def test_unreadable_queued_rows_do_not_stop_the_ledger(env, sm_workspace):
     entries naming their row, and logged (SM01010): sealing, revocations
     (chained under the head lock after the queue) and exports go on, the
     rows stay for inspection. Before, the first such row stopped them all."""
-    ks = KeyServer(env)
-    env.httpd.start()
-    env.expect_log("SM01010")
-    cat = Catalog(ks)
-    device = Device()
-    reservation = cat.sold(device)
-    assert request_license(ks, device, reservation["voucher"]).status_code == 200
-    ks.ledger_settled()
+    ks, cat, device, reservation = _one_licensed_sale(env, "SM01010")
     txn = reservation["txn"]
     ks.query("INSERT INTO licenses (txn, jkt, issued_at, proof_jti, delivery_jti) VALUES "
              "('%s', '%s', UNIX_TIMESTAMP(), 'legacy-proof-0000001', 'legacy-delivery-01');"
@@ -258,14 +266,8 @@ def test_export_carries_damaged_ledger_rows_to_the_verifier(env, sm_workspace):
     exported as stored: the export reaches its end line, and the verifier,
     not the export, names the first bad entry. Before, the first such row
     stopped the export half-way."""
-    ks = KeyServer(env)
-    env.httpd.start()
     env.allow_log("SM01003")      # must not happen: asserted below
-    cat = Catalog(ks)
-    device = Device()
-    reservation = cat.sold(device)
-    assert request_license(ks, device, reservation["voucher"]).status_code == 200
-    ks.ledger_settled()
+    ks, cat, device, reservation = _one_licensed_sale(env)
     last = int(ks.query("SELECT MAX(seq) FROM ledger")[0][0])
     assert last >= 5
     workdir = sm_workspace.new_dir("ledger")
@@ -296,13 +298,7 @@ def test_sealer_reports_a_missing_ledger_head(env):
     chains the queue); a head row that is gone must not pass for that, or
     nothing would ever be chained and nobody told: SM01007 names it, and
     sealing resumes when the row is back (SM01008)."""
-    ks = KeyServer(env)
-    env.httpd.start()
-    env.expect_log("SM01007")
-    cat = Catalog(ks)
-    device = Device()
-    reservation = cat.sold(device)
-    ks.ledger_settled()
+    ks, cat, device, reservation = _one_licensed_sale(env, "SM01007")
     head = ks.query("SELECT seq, HEX(hash) FROM ledger_head")[0]
     ks.query("DELETE FROM ledger_head")
     assert request_license(ks, device, reservation["voucher"]).status_code == 200
