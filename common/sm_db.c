@@ -382,39 +382,38 @@ static int query_number(sm_db_conn *c, const char *sql, unsigned long long *out)
  * built for an older schema than this one (schema_version
  * .min_module_version, sql/secmedia-db-migrate). Constant queries, no
  * input. */
+/* Why a query_number of schema_version gave no number. */
+static sm_status schema_read_failure(sm_db_conn *c, sm_error *err)
+{
+    unsigned e = mysql_errno(c->mysql);
+    if (e == ER_NO_SUCH_TABLE)
+        return sm_error_set(err, SM_ERR_DB,
+                            "database %s has no schema_version table: create its schema with "
+                            "secmedia-db-migrate",
+                            c->pool->cfg.database);
+    if (e != 0)
+        return db_failure(c, e, mysql_error(c->mysql), "schema version", err);
+    return sm_error_set(err, SM_ERR_DB, "database %s: cannot read its schema version",
+                        c->pool->cfg.database);
+}
+
 static sm_status check_schema_version(sm_db_conn *c, sm_error *err)
 {
     const sm_db_config *cfg = &c->pool->cfg;
     unsigned long long version = 0, min_module = 0;
-    if (!query_number(c, "SELECT COALESCE(MAX(version), 0) FROM schema_version", &version)) {
-        unsigned e = mysql_errno(c->mysql);
-        if (e == ER_NO_SUCH_TABLE)
-            return sm_error_set(err, SM_ERR_DB,
-                                "database %s has no schema_version table: create its schema "
-                                "with secmedia-db-migrate",
-                                cfg->database);
-        if (e != 0)
-            return db_failure(c, e, mysql_error(c->mysql), "schema version", err);
-        return sm_error_set(err, SM_ERR_DB, "database %s: cannot read its schema version",
-                            cfg->database);
-    }
+    if (!query_number(c, "SELECT COALESCE(MAX(version), 0) FROM schema_version", &version))
+        return schema_read_failure(c, err);
     if (version < cfg->min_schema_version)
         return sm_error_set(err, SM_ERR_DB,
                             "database %s is at schema version %llu; this module needs version "
                             "%u: apply the migrations with secmedia-db-migrate",
                             cfg->database, version, cfg->min_schema_version);
     /* A database migrated by a migrator older than the column records no
-     * such floor. */
+     * such floor (ER_BAD_FIELD_ERROR). */
     if (!query_number(c, "SELECT COALESCE(MAX(min_module_version), 0) FROM schema_version",
-                      &min_module)) {
-        unsigned e = mysql_errno(c->mysql);
-        if (e != ER_BAD_FIELD_ERROR)
-            return e != 0 ? db_failure(c, e, mysql_error(c->mysql), "schema version", err)
-                          : sm_error_set(err, SM_ERR_DB,
-                                         "database %s: cannot read its schema version",
-                                         cfg->database);
-        min_module = 0;
-    }
+                      &min_module) &&
+        mysql_errno(c->mysql) != ER_BAD_FIELD_ERROR)
+        return schema_read_failure(c, err);
     if (min_module > cfg->min_schema_version)
         return sm_error_set(err, SM_ERR_DB,
                             "database %s is at schema version %llu, which is unsafe for modules "

@@ -398,6 +398,26 @@ def test_license_without_the_schema_4_procedures_fails_clearly(env):
     env.expect_log("SM00012")
 
 
+def _refused_until_repaired(env, ks, *log_texts, repair):
+    """With the database as the test left it, no request gets through
+    (500, nothing written, the log says why with each of log_texts);
+    after repair() the same children serve again."""
+    env.httpd.start()
+    env.expect_log("SM00012")
+    admin = ks.client("admin")
+    owner = {"owner_id": "o1", "name": "Owner",
+             "subject_dn": env.pki.client("owner").subject_dn}
+    r = admin.post("/v1/owners", json=owner)
+    assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
+    assert ks.query("SELECT COUNT(*) FROM owners") == [("0",)]
+    log = env.httpd.error_log_text()
+    for text in log_texts:
+        assert text in log, (text, log[-2000:])
+    repair()
+    r = admin.post("/v1/owners", json=owner)
+    assert r.status_code == 201, r.text
+
+
 def test_database_older_than_the_module_is_refused(env):
     """The key server's pool checks the schema version of each connection
     it opens: a database one version behind gets no request through (500,
@@ -407,23 +427,13 @@ def test_database_older_than_the_module_is_refused(env):
     newest = ks.query("SELECT version, name, sha256 FROM schema_version "
                       "ORDER BY version DESC LIMIT 1")[0]
     ks.query("DELETE FROM schema_version WHERE version = %s" % newest[0])
-    env.httpd.start()
-    admin = ks.client("admin")
-    owner = {"owner_id": "o1", "name": "Owner",
-             "subject_dn": env.pki.client("owner").subject_dn}
-    r = admin.post("/v1/owners", json=owner)
-    assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
-    assert ks.query("SELECT COUNT(*) FROM owners") == [("0",)]
-    with open(env.httpd.error_log) as f:
-        log = f.read()
-    assert "is at schema version %d; this module needs version %s" % (
-        int(newest[0]) - 1, newest[0]) in log
-    assert "secmedia-db-migrate" in log
-    env.expect_log("SM00012")
-    ks.query("INSERT INTO schema_version (version, name, sha256) VALUES (%s, '%s', '%s')"
-             % newest)
-    r = admin.post("/v1/owners", json=owner)
-    assert r.status_code == 201, r.text
+    _refused_until_repaired(
+        env, ks,
+        "is at schema version %d; this module needs version %s" % (int(newest[0]) - 1,
+                                                                   newest[0]),
+        "secmedia-db-migrate",
+        repair=lambda: ks.query("INSERT INTO schema_version (version, name, sha256) "
+                                "VALUES (%s, '%s', '%s')" % newest))
 
 
 def test_database_a_migration_made_unsafe_for_this_module_is_refused(env):
@@ -436,20 +446,12 @@ def test_database_a_migration_made_unsafe_for_this_module_is_refused(env):
     ks.query("INSERT INTO schema_version (version, name, sha256, min_module_version) VALUES "
              "(%d, '%04d_future.sql', REPEAT('0', 64), %d)" % (newest + 1, newest + 1,
                                                              newest + 1))
-    env.httpd.start()
-    env.expect_log("SM00012")
-    admin = ks.client("admin")
-    owner = {"owner_id": "o1", "name": "Owner",
-             "subject_dn": env.pki.client("owner").subject_dn}
-    r = admin.post("/v1/owners", json=owner)
-    assert r.status_code == 500 and "problem+json" in r.headers["Content-Type"], r.text
-    assert ks.query("SELECT COUNT(*) FROM owners") == [("0",)]
-    assert ("unsafe for modules built for a schema older than version %d; this module is "
-            "built for version %d: upgrade it" % (newest + 1, newest)) in \
-        env.httpd.error_log_text()
-    ks.query("DELETE FROM schema_version WHERE version = %d" % (newest + 1))
-    r = admin.post("/v1/owners", json=owner)
-    assert r.status_code == 201, r.text
+    _refused_until_repaired(
+        env, ks,
+        "unsafe for modules built for a schema older than version %d; this module is "
+        "built for version %d: upgrade it" % (newest + 1, newest),
+        repair=lambda: ks.query("DELETE FROM schema_version WHERE version = %d"
+                                % (newest + 1)))
 
 
 def test_transaction_flags_follow_payments_and_revocations(env):
