@@ -35,7 +35,7 @@ def log(msg):
 
 def ensure_built(build):
     need = [os.path.join(build, "mod_mediastore", ".libs", "mod_mediastore.so"),
-            os.path.join(build, "tests", "tools", "ms_token_tool"),
+            os.path.join(build, "mod_keyserver", ".libs", "mod_keyserver.so"),
             os.path.join(build, "tools", "secmedia"),
             os.path.join(build, "sql", "secmedia-db-migrate")]
     if all(os.path.exists(p) for p in need):
@@ -49,8 +49,6 @@ def ensure_built(build):
                        stdout=subprocess.DEVNULL)
     jobs = str(os.cpu_count() or 2)
     subprocess.run(["make", "-j" + jobs], cwd=build, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["make", "-C", "tests", "tools/ms_token_tool"], cwd=build, check=True,
-                   stdout=subprocess.DEVNULL)
 
 
 def ensure_tool(name, package):
@@ -71,12 +69,12 @@ def main(mode):
                       SM_TESTS_BUILDDIR=os.path.join(build, "tests"))
     sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
     import harness
+    import keyserver_setup as ks
     import mediastore_setup as ms
 
     harness.install_signal_handlers()
     work = harness.Workspace()
     db = harness.MariaDB(os.path.join(work.path, "mariadb"))
-    keyserver = None
     httpd = None
     ok = False
     try:
@@ -84,14 +82,13 @@ def main(mode):
         db.start()
         httpd = harness.Httpd(work.new_dir("httpd"), pki, log_level="warn")
         env = harness.Env(pki, httpd, lambda: db)
-        tokens = ms.Tokens(os.path.join(work.path, "tokens"))
-        keyserver = ms.FakeKeyServer(pki, tokens.jwks("ks-1"))
-        keyserver.start()
-        store = ms.MediaStore(env, keyserver_url=keyserver.url,
-                              jwks_url=keyserver.url + "/v1/jwks", location="/ms",
-                              extra="MediaStoreMaxUploadSize 1G")
+        # The media store on /ms, the real key server on /ks of the same
+        # httpd: the token comes from a license, the media store checks it
+        # against the key server's JWKS and reports the delivery to it.
+        keyserver = ks.KeyServer(env, location="/ks")
+        store = ms.store_for(env, keyserver, location="/ms", extra="MediaStoreMaxUploadSize 1G")
         httpd.start()
-
+        sales = ms.Sales(keyserver, "bench")
         size_mib = int(os.environ.get("BENCH_SIZE_MIB", "256"))
         log("packing a %d MiB container" % size_mib)
         container = ms.pack_container(os.path.join(work.path, "c"), "bench", size_mib << 20)
@@ -106,7 +103,7 @@ def main(mode):
         os.link(store.file_path("bench"), static)
         os.chmod(httpd.docroot, 0o755)
         size = os.path.getsize(static)
-        token = tokens.delivery("bench", txn="txn-bench", lifetime=3600)
+        token = sales.licensed()[1]
         auth = "Authorization: Bearer " + token
         ms_url = httpd.https_url + "/ms/works/bench"
         static_url = httpd.https_url + "/static.smc"
@@ -116,7 +113,7 @@ def main(mode):
             run_range(pki, size, ms_url, static_url, auth, work.path)
         ok = True
     finally:
-        finish(work, ok, [httpd, keyserver, db], log)
+        finish(work, ok, [httpd, db], log)
 
 
 def curl_speed(pki, url, headers=()):

@@ -80,12 +80,7 @@ def db(mariadb_server):
         mariadb_server.start()
 
 
-@pytest.fixture
-def httpd(request, sm_workspace, pki):
-    """A configured, not yet started httpd (harness.Httpd) for this test.
-    Stopped afterwards; then its error log must satisfy its log_policy."""
-    server = harness.Httpd(sm_workspace.new_dir(request.node.name), pki)
-    yield server
+def _stop_and_check(request, server):
     # Captured, so shown only in a failure's report.
     print("httpd config and logs of this test: %s" % server.directory)
     try:
@@ -100,9 +95,33 @@ def httpd(request, sm_workspace, pki):
 
 
 @pytest.fixture
+def httpd(request, sm_workspace, pki):
+    """A configured, not yet started httpd (harness.Httpd) for this test.
+    Stopped afterwards; then its error log must satisfy its log_policy."""
+    server = harness.Httpd(sm_workspace.new_dir(request.node.name), pki)
+    yield server
+    _stop_and_check(request, server)
+
+
+@pytest.fixture
 def env(request, pki, httpd):
     """Everything a server test needs (harness.Env)."""
     environment = harness.Env(pki, httpd,
                               lambda: request.getfixturevalue("db"))
     yield environment
     environment.close()
+
+
+@pytest.fixture
+def peer_env(request, sm_workspace, pki, env):
+    """A second harness.Env with an httpd of its own (same PKI, same
+    MariaDB), for a server a test must be able to stop while the one in
+    env keeps running, e.g. the key server a media store notifies. Stopped
+    after env's httpd (a peer vanishing first could make env's server log
+    a warning), then its error log is checked like env's."""
+    server = harness.Httpd(sm_workspace.new_dir(request.node.name + "-peer"), pki)
+    environment = harness.Env(pki, server, lambda: request.getfixturevalue("db"))
+    yield environment
+    environment.close()
+    env.httpd.stop()
+    _stop_and_check(request, server)

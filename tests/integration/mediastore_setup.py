@@ -1,15 +1,26 @@
 """Shared set-up for the media store tests: a migrated database, a storage
 dir the httpd children can write, the password file, and the module's
-configuration in the test's HTTPS vhost."""
+configuration in the test's HTTPS vhost; and the key server's side of a
+delivery (real sales and licenses, tokens made with its signing key, what
+it recorded)."""
 
+import base64
+import hashlib
 import os
 import pwd
+import secrets
 import shutil
+import subprocess
+import time
 
 import harness
+from keyserver_setup import (MEDIA_STORE_ID, Catalog, Device, new_p256, request_license,
+                             sign_token)
 
+# Defaults for a media store no key server stands behind (tests of its
+# configuration and uploads); store_for() points one at a real key server.
 TOKEN_ISSUER = "https://keyserver.test"
-TOKEN_AUDIENCE = "mediastore-test-1"
+TOKEN_AUDIENCE = MEDIA_STORE_ID
 
 
 def _www_data_ids():
@@ -44,7 +55,8 @@ class MediaStore:
     """The module configured in env.httpd (not started)."""
 
     def __init__(self, env, keyserver_url="https://127.0.0.1:9/ks",
-                 jwks_url="https://127.0.0.1:9/jwks", extra="", location="/"):
+                 jwks_url="https://127.0.0.1:9/jwks", extra="", location="/",
+                 token_issuer=TOKEN_ISSUER):
         self.env = env
         self.db = env.migrated_database("mediastore")
         self.storage = make_storage_dir(env)
@@ -66,7 +78,7 @@ MediaStoreKeyServerJWKSURL {jwks_url}
 MediaStoreKeyServerCAFile "{pki.ca_cert}"
 MediaStoreClientCertFile "{ms.cert}"
 MediaStoreClientKeyFile "{ms.key}"
-MediaStoreTokenIssuer {TOKEN_ISSUER}
+MediaStoreTokenIssuer {token_issuer}
 MediaStoreTokenAudience {TOKEN_AUDIENCE}
 {extra}
 <Location {location}>
@@ -91,32 +103,9 @@ def copy_sql_dir(env, dest):
     return dest
 
 
-# --- tokens ----------------------------------------------------------------------
-
-import base64
-import hashlib
-import json
-import secrets
-import ssl
-import subprocess
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+# --- the key server's side -------------------------------------------------------
 
 DELIVERY_TYP = "secmedia-delivery+jwt"
-
-
-def _tool(name, *parts):
-    top = os.environ.get("SM_TESTS_BUILDDIR") or os.path.join(
-        os.environ.get("SM_TOP_BUILDDIR", ""), "tests")
-    path = os.path.join(top, *parts)
-    if not os.access(path, os.X_OK):
-        raise harness.HarnessError("%s not built (make -C tests %s)" % (path, "/".join(parts)))
-    return path
-
-
-def token_tool():
-    return _tool("ms_token_tool", "tools", "ms_token_tool")
 
 
 def secmedia_cli():
@@ -126,136 +115,82 @@ def secmedia_cli():
     return path
 
 
-class Tokens:
-    """Signing keys (as the key server would hold them) and delivery tokens."""
+def store_for(env, ks, extra="", location="/"):
+    """MediaStore in env.httpd taking its tokens from ks (a started
+    keyserver_setup.KeyServer, possibly in another httpd): its JWKS, its
+    issuer, its delivery-complete endpoint."""
+    return MediaStore(env, keyserver_url=ks.issuer, jwks_url=ks.issuer + "/v1/jwks",
+                      token_issuer=ks.issuer, extra=extra, location=location)
 
-    def __init__(self, directory):
-        self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-        self.keys = {}
 
-    def key(self, kid):
-        if kid not in self.keys:
-            path = os.path.join(self.directory, kid + ".jwk")
-            subprocess.run([token_tool(), "keygen", path, kid], check=True)
-            self.keys[kid] = path
-        return self.keys[kid]
+class Sales:
+    """Real sales of one work at the key server: paid, licensed
+    transactions and the delivery tokens their licenses carry."""
 
-    def jwks(self, *kids):
-        out = subprocess.run([token_tool(), "jwks"] + [self.key(k) for k in kids],
-                             check=True, stdout=subprocess.PIPE, text=True)
-        return out.stdout.strip()
+    def __init__(self, ks, work_id):
+        self.ks = ks
+        self.catalog = Catalog(ks, work_id=work_id)
+        self.device = Device()
 
-    def sign(self, kid, claims, typ=DELIVERY_TYP):
-        out = subprocess.run([token_tool(), "sign", self.key(kid), typ, json.dumps(claims)],
-                             check=True, stdout=subprocess.PIPE, text=True)
-        return out.stdout.strip()
+    def paid(self):
+        """A paid transaction no license was issued for: its txn."""
+        return self.catalog.sold(self.device)["txn"]
 
-    def delivery(self, work_id, txn="txn-1", kid="ks-1", lifetime=300, now=None, **override):
+    def licensed(self):
+        """A paid transaction with one license: (txn, delivery token)."""
+        reservation = self.catalog.sold(self.device)
+        r = request_license(self.ks, self.device, reservation["voucher"])
+        assert r.status_code == 200, r.text
+        return reservation["txn"], r.json()["delivery_token"]
+
+    def delivered(self):
+        """What the key server has recorded as delivered: sorted (txn, work_id)."""
+        return sorted(tuple(row) for row in self.ks.query(
+            "SELECT txn, work_id FROM deliveries WHERE work_id = '%s'"
+            % self.catalog.work_id))
+
+    def wait_delivered(self, count, timeout=15):
+        deadline = time.monotonic() + timeout
+        while len(self.delivered()) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError("expected %d deliveries recorded by the key server, got %r"
+                                     % (count, self.delivered()))
+            time.sleep(0.05)
+        return self.delivered()
+
+
+class DeliveryTokens:
+    """Delivery tokens with chosen claims, signed with the key server's own
+    signing key (what a license hands out), a key it was given later, or a
+    forger's key; the attacks on the media store need tokens no key
+    server would issue. Signed with python-jwcrypto, independent of the C
+    code that verifies them."""
+
+    def __init__(self, ks):
+        self.ks = ks
+
+    def sign(self, claims, typ=DELIVERY_TYP, key=None, kid=None):
+        return sign_token(key or self.ks.signing_key, kid or self.ks.signing_kid, typ, claims)
+
+    def delivery(self, work_id, txn="txn-unsold", lifetime=300, now=None, key=None, kid=None,
+                 **override):
         now = int(time.time()) if now is None else now
-        claims = {"iss": TOKEN_ISSUER, "aud": TOKEN_AUDIENCE, "iat": now,
+        claims = {"iss": self.ks.issuer, "aud": MEDIA_STORE_ID, "iat": now,
                   "exp": now + lifetime, "jti": secrets.token_urlsafe(16),
-                  "work_id": work_id, "txn": txn,
-                  "jkt": base64.urlsafe_b64encode(hashlib.sha256(b"device").digest())
-                  .decode().rstrip("=")}
+                  "work_id": work_id, "txn": txn, "jkt": new_p256().thumbprint()}
         claims.update(override)
         for k in [k for k, v in claims.items() if v is None]:
             del claims[k]
-        return self.sign(kid, claims)
+        return self.sign(claims, key=key, kid=kid)
 
 
-# --- a stand-in for the key server --------------------------------------------------
-
-class FakeKeyServer:
-    """TEST DOUBLE for the key server (mod_keyserver is built separately):
-    serves GET /v1/jwks and accepts POST /v1/delivery-complete over HTTPS
-    with the run's server certificate, recording each notification and the
-    client certificate that sent it. stop() and start() keep the port, so a
-    test can take it down and bring it back."""
-
-    def __init__(self, pki, jwks="{\"keys\":[]}"):
-        self.pki = pki
-        self.jwks = jwks
-        self.port = harness.free_port()
-        self.notifications = []   # (json body, client subject CN)
-        self.jwks_fetches = 0
-        self.answer_status = 204
-        self._server = None
-        self._thread = None
-        self._lock = threading.Lock()
-
-    @property
-    def url(self):
-        return "https://localhost:%d" % self.port
-
-    def _handler(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body=b"", ctype="application/json"):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                if self.path != "/v1/jwks":
-                    return self._send(404, b"{}")
-                with fake._lock:
-                    fake.jwks_fetches += 1
-                    body = fake.jwks.encode()
-                self._send(200, body, "application/jwk-set+json")
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                if self.path != "/v1/delivery-complete":
-                    return self._send(404, b"{}")
-                cert = self.connection.getpeercert() or {}
-                subject = dict(x[0] for x in cert.get("subject", ()))
-                with fake._lock:
-                    status = fake.answer_status
-                    if status in (200, 204):
-                        fake.notifications.append((json.loads(body),
-                                                   subject.get("commonName")))
-                self._send(status, b"" if status == 204 else b"{}")
-
-        return Handler
-
-    def start(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.pki.server.cert, self.pki.server.key)
-        ctx.load_verify_locations(self.pki.ca_cert)
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._server.daemon_threads = True
-        self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=10)
-            self._server = None
-
-    def wait_for_notifications(self, count, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.notifications) >= count:
-                    return list(self.notifications)
-            time.sleep(0.05)
-        raise AssertionError("expected %d delivery-complete notifications, got %d"
-                             % (count, len(self.notifications)))
+def jwks_fetches(ks_env):
+    """GET /v1/jwks requests the key server's httpd has answered."""
+    try:
+        with open(ks_env.httpd.access_log) as f:
+            return sum(1 for line in f if '"GET /v1/jwks ' in line)
+    except FileNotFoundError:
+        return 0
 
 
 # --- containers ---------------------------------------------------------------------

@@ -5,9 +5,10 @@ requests) only gets statuses and content types the spec documents."""
 
 import time
 
-from mediastore_setup import pack_container, repr_digest
+from mediastore_setup import pack_container, repr_digest, store_for
 from openapi_check import Recorder, check_seen, check_spec_and_routes, load_spec
-from test_mediastore import containers, keyserver, start_store, tokens  # noqa: F401 (fixtures)
+from test_mediastore import (STORE_TUNING, containers, keyserver, sales,  # noqa: F401 (fixtures)
+                             tokens)
 
 SPEC = "mediastore.yaml"
 
@@ -16,9 +17,10 @@ def test_spec_lists_exactly_the_routes():
     check_spec_and_routes(SPEC, "mod_mediastore/mod_mediastore.c", "ms_handle_")
 
 
-def test_answers_match_the_spec(env, keyserver, tokens, containers):  # noqa: F811
+def test_answers_match_the_spec(env, keyserver, sales, tokens, containers):  # noqa: F811
     spec = load_spec(SPEC)
-    start_store(env, keyserver)
+    store_for(env, keyserver, extra=STORE_TUNING)
+    env.httpd.start()
     seen = []
     owner = Recorder(env.client("owner"), spec, seen)
     anyone = Recorder(env.client(), spec, seen)
@@ -45,7 +47,9 @@ def test_answers_match_the_spec(env, keyserver, tokens, containers):  # noqa: F8
     put(owner, "/works/none/preview", b"x", **{"Content-Type": "audio/mpeg"})         # 404
     put(anyone, "/works/w1/preview", b"x", **{"Content-Type": "audio/mpeg"})          # 403
 
-    auth = {"Authorization": "Bearer " + tokens.delivery("w1")}
+    # A real license's token: the whole body goes out, and the key server
+    # takes the delivery-complete report.
+    auth = {"Authorization": "Bearer " + sales.licensed()[1]}
     anyone.call("GET", "/works/w1")                                                   # 401
     anyone.call("GET", "/works/w1", headers={
         "Authorization": "Bearer " + tokens.delivery("w2")})                         # 403
@@ -75,4 +79,6 @@ def test_answers_match_the_spec(env, keyserver, tokens, containers):  # noqa: F8
                      ("get", "/works/{work_id}", 206), ("get", "/works/{work_id}", 304),
                      ("get", "/works/{work_id}", 416), ("get", "/works/{work_id}/preview", 200)):
         assert expected in statuses, expected
+    sales.wait_delivered(1)
     env.allow_log("SM02010")       # the refused tokens
+    env.expect_log("SM02011", "SM02012")
