@@ -184,13 +184,21 @@ class DeliveryTokens:
         return self.sign(claims, key=key, kid=kid)
 
 
-def jwks_fetches(ks_env):
-    """GET /v1/jwks requests the key server's httpd has answered."""
-    try:
-        with open(ks_env.httpd.access_log) as f:
-            return sum(1 for line in f if '"GET /v1/jwks ' in line)
-    except FileNotFoundError:
-        return 0
+def logged_requests(server_env, request_prefix, count=None, timeout=10):
+    """Access log lines of server_env's httpd whose request line starts
+    with request_prefix (e.g. "GET /v1/jwks"). httpd writes a line after
+    the answer has gone out, so a client can be quicker than the log: with
+    count, waits (up to timeout) until there are at least that many."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(server_env.httpd.access_log) as f:
+                lines = [line for line in f if '"%s ' % request_prefix in line]
+        except FileNotFoundError:
+            lines = []
+        if count is None or len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
 
 
 # --- containers ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from keyserver_setup import KeyServer, new_p256, private_jwk_text, write_private
-from mediastore_setup import (DeliveryTokens, MediaStore, Sales, jwks_fetches, pack_container,
+from mediastore_setup import (DeliveryTokens, MediaStore, Sales, logged_requests, pack_container,
                               repr_digest, store_for)
 
 PROBLEM_BASE = "https://secmedia.example/problems/"
@@ -292,12 +292,17 @@ def test_token_problems(env, published, tokens):
     env.allow_log("SM02010")
 
 
+def jwks_fetches(peer_env, count, timeout=10):
+    """GET /v1/jwks answered by the key server: waits for count of them."""
+    return len(logged_requests(peer_env, "GET /v1/jwks", count, timeout))
+
+
 def test_unknown_kid_refreshes_the_jwks_with_a_rate_limit(env, published, tokens, sales,
                                                           keyserver, peer_env):
     player = env.client()
     txn, token = sales.licensed()
     assert player.head("/works/w1", headers=bearer(token)).status_code == 200
-    assert jwks_fetches(peer_env) == 1
+    assert jwks_fetches(peer_env, 1) == 1
     # The key server is given a new signing key (restart with one more
     # KeyServerSigningKey): a token under the new kid makes the media
     # store fetch the JWKS again.
@@ -307,17 +312,17 @@ def test_unknown_kid_refreshes_the_jwks_with_a_rate_limit(env, published, tokens
     peer_env.httpd.add_vhost_config('KeyServerSigningKey "%s" ks-sig-2\n' % path)
     peer_env.httpd.restart()
     assert "ks-sig-2" in [k["kid"] for k in keyserver.jwks()["keys"]]
-    assert jwks_fetches(peer_env) == 2   # ours, just now
+    assert jwks_fetches(peer_env, 2) == 2   # ours, just now
     time.sleep(2.1)
     r = player.head("/works/w1", headers=bearer(tokens.delivery("w1", txn=txn, key=new_key,
                                                                 kid="ks-sig-2")))
     assert r.status_code == 200, r.text
-    assert jwks_fetches(peer_env) == 3
+    assert jwks_fetches(peer_env, 3) == 3
     # Made-up kids right after: no fetch storm (one fetch per 2 s at most).
     for i in range(5):
         problem(player.get("/works/w1", headers=bearer(tokens.delivery("w1", kid="ks-x%d" % i))),
                 401, "token-invalid")
-    assert jwks_fetches(peer_env) == 3
+    assert jwks_fetches(peer_env, 4, timeout=1) == 3   # a fourth must not come
     env.allow_log("SM02010")
 
 
@@ -428,11 +433,11 @@ def wait_events(store, expected, timeout=10):
     assert events(store) == expected
 
 
-def reports_from(peer_env):
+def reports_from(peer_env, count=None, timeout=10):
     """The client certificates that posted delivery-complete to the key
-    server (its access log)."""
-    with open(peer_env.httpd.access_log) as f:
-        return [line.split('"')[1] for line in f if '"POST /v1/delivery-complete ' in line]
+    server (its access log); with count, waits for that many."""
+    return [line.split('"')[1]
+            for line in logged_requests(peer_env, "POST /v1/delivery-complete", count, timeout)]
 
 
 def test_delivery_complete_after_last_byte(env, published, sales, keyserver, peer_env):
@@ -452,7 +457,7 @@ def test_delivery_complete_after_last_byte(env, published, sales, keyserver, pee
     delivered_at = keyserver.query("SELECT delivered_at FROM deliveries WHERE txn = '%s'" % txn_a)
     assert abs(int(delivered_at[0][0]) - time.time()) < 30
     # Sent with the media store's client certificate.
-    assert reports_from(peer_env) == [env.pki.client("mediastore").subject_dn]
+    assert reports_from(peer_env, 1) == [env.pki.client("mediastore").subject_dn]
     wait_events(published, [(txn_a, "w1", "1")])
     # A full GET for another transaction counts too; a repeat is not a new event.
     txn_b, token_b = sales.licensed()
@@ -460,8 +465,7 @@ def test_delivery_complete_after_last_byte(env, published, sales, keyserver, pee
     assert player.get("/works/w1", headers=bearer(token_b)).status_code == 200
     assert sales.wait_delivered(2) == sorted([(txn_a, "w1"), (txn_b, "w1")])
     wait_events(published, [(txn_a, "w1", "1"), (txn_b, "w1", "1")])
-    time.sleep(0.5)
-    assert len(reports_from(peer_env)) == 2
+    assert len(reports_from(peer_env, 3, timeout=1)) == 2   # a third must not come
     # Each is a ledger entry.
     keyserver.ledger_settled()
     assert keyserver.query("SELECT txn FROM ledger WHERE type = 'delivery' ORDER BY seq") == \
