@@ -4,6 +4,8 @@ rate, the CPU time spent per request hardly moves with other load on the
 machine, so it is the figure to judge a change by on a shared machine."""
 
 import os
+import re
+import subprocess
 
 
 def cpu_ticks(pids):
@@ -59,3 +61,23 @@ class StealMeter:
         total, steal = self._read()
         elapsed = total - self.before[0]
         return 100.0 * (steal - self.before[1]) / elapsed if elapsed > 0 else 0.0
+
+
+def p256_speed(seconds=1):
+    """This host's P-256 speed, one core, from `openssl speed`: a license
+    is three such operations plus a database transaction, the baseline
+    none, so the license ratio moves with it from host to host (the same
+    code measured 0.26-0.32 on a host doing 10 k verify/s and 0.36-0.37
+    on one doing 16-20 k/s, docs/PERFORMANCE.md). Printed so that figures
+    from different machines can be compared; "unknown" if it cannot run."""
+    try:
+        out = subprocess.run(["openssl", "speed", "-seconds", str(seconds), "ecdsap256",
+                              "ecdhp256"], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        sign, verify = re.search(r"nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)",
+                                 out).groups()
+        ecdh = re.search(r"ecdh \(nistp256\)\s+\S+s\s+([\d.]+)", out).group(1)
+    except (OSError, subprocess.SubprocessError, AttributeError):
+        return "unknown"
+    return "ECDSA sign %.0f/s, verify %.0f/s, ECDH %.0f/s" % (float(sign), float(verify),
+                                                             float(ecdh))

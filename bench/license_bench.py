@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from bench_cpu import CpuMeter, StealMeter
+from bench_cpu import CpuMeter, StealMeter, p256_speed
 from bench_run import finish
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -246,6 +246,7 @@ DBBaselinePoolSize 8
             raise SystemExit("baseline handler answers %d: %s\n%s" % (
                 probe.status_code, probe.text[:300], httpd.error_log_text()[-2000:]))
         wrk(base_url, None, 2)                       # warm up
+        log("host: P-256 on one core (openssl speed): %s" % p256_speed())
         lic_rates, base_rates, p99s = [], [], []
         meter = CpuMeter(httpd, db)
         steal = StealMeter()
