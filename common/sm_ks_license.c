@@ -59,6 +59,14 @@ sm_ks_license_decision sm_ks_license_decide(const sm_ks_license_facts *f)
         return refuse(SM_KS_REFUSE_TXN_MISMATCH);
     }
 
+    if (f->delivery_only) {
+        /* Renews the delivery token of a license this device holds: the
+         * key already went out with a counted activation. */
+        if (f->activations == 0)
+            return refuse(SM_KS_REFUSE_NO_LICENSE);
+        d.activations_after = f->activations;
+        return d;
+    }
     uint32_t limit = f->activation_limit != 0 ? f->activation_limit : SM_KS_DEFAULT_ACTIVATION_LIMIT;
     if (f->activations >= limit)
         return refuse(SM_KS_REFUSE_ACTIVATION_LIMIT);
@@ -101,6 +109,9 @@ static const struct {
     [SM_KS_REFUSE_RENTAL_EXPIRED] = {"rental-expired", 403, "the rental period is over"},
     [SM_KS_REFUSE_ACTIVATION_LIMIT] = {"activation-limit", 403,
                                        "the activation limit of this purchase is reached"},
+    [SM_KS_REFUSE_NO_LICENSE] = {"no-license", 409,
+                                 "no license was issued for this purchase yet; request a "
+                                 "license (without delivery_only) first"},
 };
 
 static int known(sm_ks_license_verdict v)

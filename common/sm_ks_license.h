@@ -17,7 +17,9 @@
  *   7. the payment is recorded;
  *   8. the contract still covers the terms sold, the work is not withdrawn;
  *   9. a rental has not run out;
- *  10. the activation limit is not reached. */
+ *  10. the activation limit is not reached; for a delivery-token renewal
+ *      (delivery_only) instead: a license was issued before, and nothing
+ *      is counted. */
 #ifndef SM_KS_LICENSE_H
 #define SM_KS_LICENSE_H
 
@@ -46,7 +48,8 @@ typedef enum sm_ks_license_verdict {
     SM_KS_REFUSE_CONTRACT_INVALID,  /* contract gone or no longer allows the terms */
     SM_KS_REFUSE_WORK_WITHDRAWN,    /* the work was withdrawn */
     SM_KS_REFUSE_RENTAL_EXPIRED,    /* rental period over */
-    SM_KS_REFUSE_ACTIVATION_LIMIT   /* activation limit reached */
+    SM_KS_REFUSE_ACTIVATION_LIMIT,  /* activation limit reached */
+    SM_KS_REFUSE_NO_LICENSE         /* renewal asked for before any license */
 } sm_ks_license_verdict;
 
 typedef enum sm_ks_payment_state {
@@ -88,13 +91,17 @@ typedef struct sm_ks_license_facts {
 
     uint32_t activations;      /* licenses issued so far */
     uint32_t activation_limit; /* 0 = SM_KS_DEFAULT_ACTIVATION_LIMIT */
+    /* A delivery-token renewal: every check of a license except the
+     * activation limit; needs activations >= 1 and counts nothing. */
+    int delivery_only;
 } sm_ks_license_facts;
 
 typedef struct sm_ks_license_decision {
     sm_ks_license_verdict verdict;
     /* For an allowed rental: when it ends (0 for a purchase). */
     int64_t rental_ends_at;
-    /* For an allowed request: activations after this one. */
+    /* For an allowed request: activations after this one (a renewal:
+     * the activations so far, unchanged). */
     uint32_t activations_after;
 } sm_ks_license_decision;
 

@@ -126,8 +126,11 @@ sm_status sm_ks_record_payment(const sm_ks_ctx *ctx, const sm_ks_caller *caller,
 
 /* ---- license (device, or a retailer's proxy) ---------------------------- */
 
-/* POST /v1/license {"voucher"} with the DPoP proof from the request
- * header (NULL when absent). caller->dn set when a retailer proxies. */
+/* POST /v1/license {"voucher"[, "delivery_only": true]} with the DPoP
+ * proof from the request header (NULL when absent). caller->dn set when a
+ * retailer proxies. delivery_only renews the delivery token of a license
+ * issued before: every check but the activation limit, nothing counted,
+ * no key in the answer. */
 sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, json_t *body,
                               const char *dpop_proof, sm_ks_result *out, sm_error *err);
 

@@ -5,7 +5,9 @@
  * row locked and the proof's jti inserted atomically, and on "allow"
  * answers with the media key as a JWE to the device plus a delivery token.
  * Any database failure fails closed: no key leaves without the activation
- * and the ledger entry being committed. */
+ * and the ledger entry being committed. A delivery-token renewal
+ * ("delivery_only") makes the same checks but the activation limit and
+ * answers with a new delivery token only (renewal_tx). */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,28 +56,12 @@ typedef struct txn_row {
     uint8_t wrapped[SM_KS_WRAPPED_KEY_LEN];
 } txn_row;
 
-/* Counts this activation, which takes the transaction's row lock (a
- * refusal rolls it back), and reads every other fact in the same round
- * trip: procedure license_facts (sql/keyserver/0004_*.sql), a locking read
- * of the transaction (payment and revocation on its row), its work, the
- * device's revocation, whether the contract still offers these terms, and
- * whether a refusal spent the proof's id (dpop_jtis; one spent by a
- * license meets the unique key of the license's row, see license_tx).
- * found = 0 when there is no such transaction. The activations and rental
- * start read here already count this license. */
-static sm_status count_and_load_facts(sm_db_conn *c, const char *txn, int64_t now,
-                                      const sm_dpop_result *proof, txn_row *t, int *found,
-                                      sm_error *err)
+/* Reads the one row of facts license_facts returns (and the renewal's
+ * query, in the same column order) into *t; found = 0 when there is none. */
+static sm_status read_facts(sm_db_rows *rows, txn_row *t, int *found, sm_error *err)
 {
-    sm_db_rows *rows = NULL;
     int64_t flags[5] = {0, 0, 0, 0, 0};
-    *found = 0;
-    sm_status st = sm_db_query(c, "CALL license_facts(?, ?, ?, ?)",
-                               SM_DB_PARAMS(sm_db_text(txn), sm_db_int(now),
-                                            sm_db_text(proof->jkt), sm_db_text(proof->jti)),
-                               &rows, err);
-    if (st == SM_OK)
-        st = sm_db_rows_next(rows, found, err);
+    sm_status st = sm_db_rows_next(rows, found, err);
     if (st == SM_OK && *found) {
         int64_t duration = 0;
         size_t wrapped_len = 0;
@@ -105,11 +91,9 @@ static sm_status count_and_load_facts(sm_db_conn *c, const char *txn, int64_t no
             else
                 memcpy(t->wrapped, wrapped, SM_KS_WRAPPED_KEY_LEN);
         }
-        if (st == SM_OK && t->activations < 1)
-            st = sm_error_set(err, SM_ERR_DB, "transaction %s: the activation count is damaged",
-                              txn);
+        if (st == SM_OK && t->activations < 0)
+            st = sm_error_set(err, SM_ERR_DB, "a transaction's activation count is damaged");
     }
-    sm_db_rows_free(rows);
     /* Fail closed: only an exact 1 counts as present for a payment and
      * the contract, anything but 0 as present for a revocation. */
     t->paid = flags[0] == 1;
@@ -118,6 +102,82 @@ static sm_status count_and_load_facts(sm_db_conn *c, const char *txn, int64_t no
     t->contract_allows = flags[3] == 1;
     t->proof_spent = flags[4] != 0;
     return st;
+}
+
+/* Counts this activation, which takes the transaction's row lock (a
+ * refusal rolls it back), and reads every other fact in the same round
+ * trip: procedure license_facts (sql/keyserver/0004_*.sql), a locking read
+ * of the transaction (payment and revocation on its row), its work, the
+ * device's revocation, whether the contract still offers these terms, and
+ * whether a refusal spent the proof's id (dpop_jtis; one spent by a
+ * license meets the unique key of the license's row, see license_tx).
+ * found = 0 when there is no such transaction. The activations and rental
+ * start read here already count this license. */
+static sm_status count_and_load_facts(sm_db_conn *c, const char *txn, int64_t now,
+                                      const sm_dpop_result *proof, txn_row *t, int *found,
+                                      sm_error *err)
+{
+    sm_db_rows *rows = NULL;
+    *found = 0;
+    sm_status st = sm_db_query(c, "CALL license_facts(?, ?, ?, ?)",
+                               SM_DB_PARAMS(sm_db_text(txn), sm_db_int(now),
+                                            sm_db_text(proof->jkt), sm_db_text(proof->jti)),
+                               &rows, err);
+    if (st == SM_OK)
+        st = read_facts(rows, t, found, err);
+    sm_db_rows_free(rows);
+    if (st == SM_OK && *found && t->activations < 1)
+        st = sm_error_set(err, SM_ERR_DB, "transaction %s: the activation count is damaged",
+                          txn);
+    return st;
+}
+
+/* The 200 answer (PROTOCOL.md §2.6): with the key when jwe is not NULL (a
+ * license), without it for a delivery-token renewal. NULL when out of
+ * memory. */
+static json_t *license_answer(const license_args *a, const txn_row *t,
+                              const sm_ks_license_decision *d, const char *jwe)
+{
+    json_t *terms = sm_ks_terms_to_json(&t->terms);
+    json_t *o = terms != NULL
+                    ? json_pack("{s:s,s:s,s:I,s:s,s:I,s:o,s:I,s:I}", "txn", a->voucher->txn,
+                                "work_id", t->work_id, "key_version",
+                                (json_int_t)t->key_version, "delivery_token", a->delivery_token,
+                                "delivery_expires_at", (json_int_t)a->delivery->exp, "license",
+                                terms, "activation", (json_int_t)d->activations_after,
+                                "activation_limit", (json_int_t)a->facts.activation_limit)
+                    : NULL;
+    if (o != NULL && ((jwe != NULL && json_object_set_new(o, "key_jwe", json_string(jwe)) != 0) ||
+                      (d->rental_ends_at != 0 &&
+                       json_object_set_new(o, "rental_ends_at",
+                                           json_integer(d->rental_ends_at)) != 0))) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+/* What the database said, as decision facts. The decision wants the state
+ * before this request: counted_here is 1 when the read already counts this
+ * license (license_facts), 0 for a renewal, which counts nothing. */
+static void apply_facts(sm_ks_license_facts *f, const txn_row *t, int found, int counted_here)
+{
+    f->txn_found = found;
+    f->proof_jti_fresh = 1;
+    if (!found)
+        return;
+    f->proof_jti_fresh = !t->proof_spent;
+    f->txn_work_id = t->work_id;
+    f->txn_retailer = t->retailer;
+    f->txn_jkt = t->jkt;
+    f->txn_terms = t->terms;
+    f->payment = t->paid ? SM_KS_PAID : SM_KS_UNPAID;
+    f->txn_revoked = t->txn_revoked;
+    f->device_revoked = t->device_revoked;
+    f->contract_allows_terms = t->contract_allows;
+    f->work_withdrawn = t->withdrawn;
+    f->rental_started_at = t->rental_started_at;
+    f->activations = (uint32_t)(t->activations - counted_here);
 }
 
 static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
@@ -139,24 +199,8 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
     /* The answer is ready before the license is committed: after the
      * COMMIT nothing may fail. */
     json_t *o = NULL;
-    if (st == SM_OK) {
-        json_t *terms = sm_ks_terms_to_json(&t->terms);
-        o = terms != NULL
-                ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:o,s:I,s:I}", "txn", v->txn, "work_id",
-                            t->work_id, "key_version", (json_int_t)t->key_version, "key_jwe",
-                            jwe, "delivery_token", a->delivery_token, "delivery_expires_at",
-                            (json_int_t)dt->exp, "license", terms, "activation",
-                            (json_int_t)d->activations_after, "activation_limit",
-                            (json_int_t)a->facts.activation_limit)
-                : NULL;
-        if (o != NULL && d->rental_ends_at != 0 &&
-            json_object_set_new(o, "rental_ends_at", json_integer(d->rental_ends_at)) != 0) {
-            json_decref(o);
-            o = NULL;
-        }
-        if (o == NULL)
-            st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
-    }
+    if (st == SM_OK && (o = license_answer(a, t, d, jwe)) == NULL)
+        st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     /* The row is also the license's ledger entry, queued (chained = 0):
      * no head lock here, which would serialise every license; a sealer
      * chains it within milliseconds (FORMATS.md §7.5). The procedure
@@ -209,23 +253,9 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     sm_status st = count_and_load_facts(c, v->txn, f->now, a->proof, &t, &found, err);
     if (st != SM_OK)
         return st;
-    f->txn_found = found;
-    f->proof_jti_fresh = 1;
-    if (found) {
-        f->proof_jti_fresh = !t.proof_spent;
-        f->txn_work_id = t.work_id;
-        f->txn_retailer = t.retailer;
-        f->txn_jkt = t.jkt;
-        f->txn_terms = t.terms;
-        f->payment = t.paid ? SM_KS_PAID : SM_KS_UNPAID;
-        f->txn_revoked = t.txn_revoked;
-        f->device_revoked = t.device_revoked;
-        f->contract_allows_terms = t.contract_allows;
-        f->work_withdrawn = t.withdrawn;
-        /* The decision wants the state before this license. */
-        f->rental_started_at = t.rental_started_at;
-        f->activations = (uint32_t)(t.activations - 1);
-    }
+    /* A first license's rental clock starts now (license_facts set it):
+     * the decision computes the same end either way. */
+    apply_facts(f, &t, found, 1);
     sm_ks_license_decision d = sm_ks_license_decide(f);
     if (d.verdict != SM_KS_LICENSE_ALLOW) {
         /* Roll back the counted activation; the proof is spent in a
@@ -235,6 +265,74 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
         return KS_REFUSED;
     }
     return grant(c, a, &t, &d, err);
+}
+
+/* Records the proof's id as spent unless a license already carries it
+ * (*added = 0 then; SM_ERR_DUPLICATE when dpop_jtis has it). The
+ * INSERT ... SELECT reads licenses with a locking read, so it waits for a
+ * license in flight with the same proof and then sees its row. */
+static sm_status record_proof(sm_db_conn *c, const sm_dpop_result *proof, int64_t now,
+                              uint64_t *added, sm_error *err)
+{
+    return sm_db_exec(c,
+                      "INSERT INTO dpop_jtis (jkt, jti, seen_at) SELECT ?, ?, ? FROM DUAL "
+                      "WHERE NOT EXISTS (SELECT 1 FROM licenses WHERE jkt = ? AND "
+                      "proof_jti = ?)",
+                      SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti),
+                                   sm_db_int(now), sm_db_text(proof->jkt),
+                                   sm_db_text(proof->jti)),
+                      added, err);
+}
+
+/* The facts license_facts reads, in its column order, without counting an
+ * activation: a renewal moves no counter, so a shared lock on the
+ * transaction's row is enough (a revocation in progress is waited for).
+ * The proof was spent by this transaction's first statement (column 16). */
+static const char renewal_facts[] =
+    "SELECT t.work_id, t.retailer_id, t.jkt, t.license_type, t.duration, t.contract_id, "
+    "t.rental_started_at, t.activations, w.key_version, w.kek_version, w.wrapped_key, "
+    "w.withdrawn_at, t.paid, t.revoked, rd.subject IS NOT NULL, t.terms_offered, 0 "
+    "FROM transactions t JOIN works w ON w.work_id = t.work_id "
+    "LEFT JOIN revocations rd ON rd.kind = 'device' AND rd.subject = t.jkt "
+    "WHERE t.txn = ? LOCK IN SHARE MODE";
+
+/* A delivery-token renewal (PROTOCOL.md §2.6, "delivery_only"): spends the
+ * proof, reads the facts, decides; commits in every case, so a refused
+ * renewal's proof stays spent too. Nothing else is written: no activation,
+ * no license row, no ledger entry (no sale or key changes hands). */
+static sm_status renewal_tx(sm_db_conn *c, void *argp, sm_error *err)
+{
+    license_args *a = argp;
+    a->facts = a->request_facts;
+    sm_ks_license_facts *f = &a->facts;
+    sm_ks_result_clear(a->out);
+    uint64_t added = 0;
+    sm_status st = record_proof(c, a->proof, f->now, &added, err);
+    if (st == SM_ERR_DUPLICATE || (st == SM_OK && added == 0))
+        return refuse_verdict(a->out, SM_KS_REFUSE_PROOF_REPLAYED);
+    if (st != SM_OK)
+        return st;
+    txn_row t;
+    memset(&t, 0, sizeof(t));
+    int found = 0;
+    sm_db_rows *rows = NULL;
+    st = sm_db_query(c, renewal_facts, SM_DB_PARAMS(sm_db_text(a->voucher->txn)), &rows, err);
+    if (st == SM_OK)
+        st = read_facts(rows, &t, &found, err);
+    sm_db_rows_free(rows);
+    sm_wipe(t.wrapped, sizeof(t.wrapped));
+    if (st != SM_OK)
+        return st;
+    apply_facts(f, &t, found, 0);
+    sm_ks_license_decision d = sm_ks_license_decide(f);
+    if (d.verdict != SM_KS_LICENSE_ALLOW)
+        return refuse_verdict(a->out, d.verdict);
+    json_t *o = license_answer(a, &t, &d, NULL);
+    if (o == NULL)
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    a->out->status = 200;
+    a->out->body = o;
+    return SM_OK;
 }
 
 /* A refusal rolled the whole transaction back: record the proof's id on
@@ -250,14 +348,7 @@ static sm_status spend_proof(const sm_ks_ctx *ctx, const sm_dpop_result *proof, 
     uint64_t added = 0;
     sm_status st = sm_db_acquire(ctx->db, &c, err);
     if (st == SM_OK) {
-        st = sm_db_exec(c,
-                        "INSERT INTO dpop_jtis (jkt, jti, seen_at) SELECT ?, ?, ? FROM DUAL "
-                        "WHERE NOT EXISTS (SELECT 1 FROM licenses WHERE jkt = ? AND "
-                        "proof_jti = ?)",
-                        SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti),
-                                     sm_db_int(now), sm_db_text(proof->jkt),
-                                     sm_db_text(proof->jti)),
-                        &added, err);
+        st = record_proof(c, proof, now, &added, err);
         sm_db_release(c);
     }
     if (st == SM_ERR_DUPLICATE || (st == SM_OK && added == 0)) {
@@ -273,6 +364,7 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
                               const char *dpop_proof, sm_ks_result *out, sm_error *err)
 {
     static const sm_json_field fields[] = {{"voucher", SM_JSON_STRING, 1},
+                                           {"delivery_only", SM_JSON_BOOLEAN, 0},
                                            {NULL, SM_JSON_STRING, 0}};
     license_args a;
     sm_ks_voucher voucher;
@@ -292,6 +384,7 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     f->now = sm_ks_now(ctx);
     f->activation_limit =
         ctx->activation_limit != 0 ? ctx->activation_limit : SM_KS_DEFAULT_ACTIVATION_LIMIT;
+    f->delivery_only = json_is_true(json_object_get(body, "delivery_only"));
 
     json_t *vj = json_object_get(body, "voucher");
     f->voucher_status = sm_ks_voucher_verify_cached(
@@ -358,7 +451,8 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     snprintf(dt.work_id, sizeof(dt.work_id), "%s", voucher.work_id);
     snprintf(dt.txn, sizeof(dt.txn), "%s", voucher.txn);
     snprintf(dt.jkt, sizeof(dt.jkt), "%s", proof.jkt);
-    sm_status st = sm_jwe_sealer_new(device_key, proof.jkt, &sealer, err);
+    sm_status st = f->delivery_only ? SM_OK
+                                    : sm_jwe_sealer_new(device_key, proof.jkt, &sealer, err);
     if (st == SM_OK)
         st = sm_ks_delivery_issue(ctx->keys, ctx->issuer, ctx->media_stores,
                                   ctx->n_media_stores, &dt, f->now, ctx->delivery_lifetime,
@@ -367,7 +461,7 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     a.delivery = &dt;
     a.delivery_token = delivery;
     if (st == SM_OK)
-        st = ks_run(ctx, license_tx, &a, out, err);
+        st = ks_run(ctx, f->delivery_only ? renewal_tx : license_tx, &a, out, err);
     sm_jwe_sealer_free(sealer);
     if (delivery != NULL) /* a bearer token, unused when refused */
         sm_wipe(delivery, strlen(delivery));

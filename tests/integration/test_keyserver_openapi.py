@@ -98,6 +98,12 @@ def test_answers_match_the_spec(env):
                 headers={"DPoP": device.proof(license_url)})                          # 402
     anyone.call("POST", "/v1/license", json={"voucher": sale["voucher"]},
                 headers={"DPoP": Device().proof(license_url)})                        # 403
+    renewal = {"voucher": sale["voucher"], "delivery_only": True}
+    anyone.call("POST", "/v1/license", json=renewal,
+                headers={"DPoP": device.proof(license_url)})                          # 200
+    never_licensed = cat.sold(device)
+    anyone.call("POST", "/v1/license", json=dict(renewal, voucher=never_licensed["voucher"]),
+                headers={"DPoP": device.proof(license_url)})                          # 409
 
     done = {"txn": sale["txn"], "work_id": cat.work_id, "delivered_at": int(time.time())}
     store.call("POST", "/v1/delivery-complete", json=done)                            # 204

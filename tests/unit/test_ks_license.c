@@ -194,6 +194,48 @@ START_TEST(test_activation_counting)
 }
 END_TEST
 
+/* A delivery-token renewal: every license check but the limit, which it
+ * neither needs nor moves; it needs a license issued before. */
+START_TEST(test_delivery_only)
+{
+    sm_ks_license_facts f = baseline();
+    f.delivery_only = 1;
+    sm_ks_license_decision d = sm_ks_license_decide(&f);
+    ck_assert_str_eq(sm_ks_license_verdict_code(d.verdict), "no-license");
+    ck_assert_int_eq(sm_ks_license_verdict_http_status(d.verdict), 409);
+    for (uint32_t n = 1; n <= 9; n++) { /* at, and over, the limit of 5 */
+        f.activations = n;
+        d = sm_ks_license_decide(&f);
+        ck_assert_int_eq(d.verdict, SM_KS_LICENSE_ALLOW);
+        ck_assert_uint_eq(d.activations_after, n); /* nothing counted */
+    }
+    /* Every other refusal still applies, in the same order. */
+    for (size_t i = 1; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        if (rows[i].verdict == SM_KS_REFUSE_ACTIVATION_LIMIT || rows[i].verdict == 0)
+            continue;
+        f = baseline();
+        f.delivery_only = 1;
+        f.activations = 2;
+        rows[i].mutate(&f);
+        d = sm_ks_license_decide(&f);
+        ck_assert_msg(d.verdict == rows[i].verdict, "%s (renewal): got %s", rows[i].name,
+                      sm_ks_license_verdict_code(d.verdict));
+    }
+    /* A rental's renewal ends with the rental, whose clock the first
+     * license started. */
+    f = baseline();
+    f.delivery_only = 1;
+    f.activations = 1;
+    f.voucher_terms = f.txn_terms = (sm_ks_terms){SM_KS_RENTAL, 3600};
+    f.rental_started_at = NOW - 600;
+    d = sm_ks_license_decide(&f);
+    ck_assert_int_eq(d.verdict, SM_KS_LICENSE_ALLOW);
+    ck_assert_int_eq(d.rental_ends_at, NOW + 3000);
+    f.rental_started_at = NOW - 3600;
+    ck_assert_int_eq(sm_ks_license_decide(&f).verdict, SM_KS_REFUSE_RENTAL_EXPIRED);
+}
+END_TEST
+
 START_TEST(test_unknown_verdict)
 {
     ck_assert_str_eq(sm_ks_license_verdict_code((sm_ks_license_verdict)999), "refused");
@@ -212,6 +254,7 @@ static Suite *license_suite(void)
     tcase_add_loop_test(tc, test_decision_table, 0, (int)(sizeof(rows) / sizeof(rows[0])));
     tcase_add_test(tc, test_rental_end);
     tcase_add_test(tc, test_activation_counting);
+    tcase_add_test(tc, test_delivery_only);
     tcase_add_test(tc, test_unknown_verdict);
     suite_add_tcase(s, tc);
     return s;
