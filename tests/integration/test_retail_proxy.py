@@ -17,6 +17,11 @@ def test_license_through_the_proxy(env):
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("application/json")
     assert dev.open_key(r.json()["key_jwe"]) == cat.media_key
+    # A delivery-token renewal goes through the same route unchanged.
+    renewal = {"voucher": steer["voucher"], "delivery_only": True}
+    r = pub.post("/v1/license", json=renewal, headers={"DPoP": dev.proof(shop.proxy_url)})
+    assert r.status_code == 200, r.text
+    assert "key_jwe" not in r.json() and r.json()["activation"] == 1
     # A proof made for the key server's own URL does not fit the proxy:
     # the key server's refusal is relayed as it is.
     r = pub.post("/v1/license", json={"voucher": steer["voucher"]},
