@@ -125,3 +125,15 @@ def peer_env(request, sm_workspace, pki, env):
     environment.close()
     env.httpd.stop()
     _stop_and_check(request, server)
+
+
+@pytest.fixture
+def sold(env):
+    """A key server (activation limit 2) with a work on contract and one
+    paid sale to a device: (ks, catalog, device, reservation)."""
+    from keyserver_setup import Catalog, Device, KeyServer
+    ks = KeyServer(env, activation_limit=2)
+    env.httpd.start()
+    cat = Catalog(ks)
+    device = Device()
+    return ks, cat, device, cat.sold(device)

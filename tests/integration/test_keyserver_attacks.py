@@ -18,16 +18,6 @@ from keyserver_setup import (Catalog, Device, KeyServer, assert_problem, request
 SQL_NASTY = "x'; DROP TABLE works; -- \" \\ %_ `"
 
 
-@pytest.fixture
-def sold(env):
-    ks = KeyServer(env, activation_limit=2)
-    env.httpd.start()
-    cat = Catalog(ks)
-    device = Device()
-    reservation = cat.sold(device)
-    return ks, cat, device, reservation
-
-
 ENDPOINTS = [
     ("admin", "/v1/owners"),
     ("admin", "/v1/retailers"),

@@ -6,8 +6,6 @@ proof."""
 
 import time
 
-import pytest
-
 from keyserver_setup import (MEDIA_STORE_ID, Catalog, Device, KeyServer, assert_problem,
                              request_license, verify_token)
 
@@ -17,15 +15,6 @@ def renew(ks, device, voucher, client=None, proof=None, url=None):
     headers = {"DPoP": proof if proof is not None else device.proof(url or ks.license_url)}
     return client.post("/v1/license", json={"voucher": voucher, "delivery_only": True},
                        headers=headers)
-
-
-@pytest.fixture
-def sold(env):
-    ks = KeyServer(env, activation_limit=2)
-    env.httpd.start()
-    cat = Catalog(ks)
-    device = Device()
-    return ks, cat, device, cat.sold(device)
 
 
 def activations(ks, txn):
