@@ -267,21 +267,24 @@ static sm_status license_tx(sm_db_conn *c, void *argp, sm_error *err)
     return grant(c, a, &t, &d, err);
 }
 
-/* Records the proof's id as spent unless a license already carries it
- * (*added = 0 then; SM_ERR_DUPLICATE when dpop_jtis has it). The
- * INSERT ... SELECT reads licenses with a locking read, so it waits for a
- * license in flight with the same proof and then sees its row. */
+/* Records the proof's id as spent unless a license already carries it or
+ * dpop_jtis has it: *spent = 1 then (a replay), 0 when this call spent it.
+ * The INSERT ... SELECT reads licenses with a locking read, so it waits for
+ * a license in flight with the same proof and then sees its row. */
 static sm_status record_proof(sm_db_conn *c, const sm_dpop_result *proof, int64_t now,
-                              uint64_t *added, sm_error *err)
+                              int *spent, sm_error *err)
 {
-    return sm_db_exec(c,
-                      "INSERT INTO dpop_jtis (jkt, jti, seen_at) SELECT ?, ?, ? FROM DUAL "
-                      "WHERE NOT EXISTS (SELECT 1 FROM licenses WHERE jkt = ? AND "
-                      "proof_jti = ?)",
-                      SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti),
-                                   sm_db_int(now), sm_db_text(proof->jkt),
-                                   sm_db_text(proof->jti)),
-                      added, err);
+    uint64_t added = 0;
+    sm_status st = sm_db_exec(c,
+                              "INSERT INTO dpop_jtis (jkt, jti, seen_at) SELECT ?, ?, ? FROM DUAL "
+                              "WHERE NOT EXISTS (SELECT 1 FROM licenses WHERE jkt = ? AND "
+                              "proof_jti = ?)",
+                              SM_DB_PARAMS(sm_db_text(proof->jkt), sm_db_text(proof->jti),
+                                           sm_db_int(now), sm_db_text(proof->jkt),
+                                           sm_db_text(proof->jti)),
+                              &added, err);
+    *spent = st == SM_ERR_DUPLICATE || (st == SM_OK && added == 0);
+    return *spent ? SM_OK : st;
 }
 
 /* The facts license_facts reads, in its column order, without counting an
@@ -306,12 +309,12 @@ static sm_status renewal_tx(sm_db_conn *c, void *argp, sm_error *err)
     a->facts = a->request_facts;
     sm_ks_license_facts *f = &a->facts;
     sm_ks_result_clear(a->out);
-    uint64_t added = 0;
-    sm_status st = record_proof(c, a->proof, f->now, &added, err);
-    if (st == SM_ERR_DUPLICATE || (st == SM_OK && added == 0))
-        return refuse_verdict(a->out, SM_KS_REFUSE_PROOF_REPLAYED);
+    int spent = 0;
+    sm_status st = record_proof(c, a->proof, f->now, &spent, err);
     if (st != SM_OK)
         return st;
+    if (spent)
+        return refuse_verdict(a->out, SM_KS_REFUSE_PROOF_REPLAYED);
     txn_row t;
     memset(&t, 0, sizeof(t));
     int found = 0;
@@ -320,7 +323,6 @@ static sm_status renewal_tx(sm_db_conn *c, void *argp, sm_error *err)
     if (st == SM_OK)
         st = read_facts(rows, &t, &found, err);
     sm_db_rows_free(rows);
-    sm_wipe(t.wrapped, sizeof(t.wrapped));
     if (st != SM_OK)
         return st;
     apply_facts(f, &t, found, 0);
@@ -345,16 +347,14 @@ static sm_status spend_proof(const sm_ks_ctx *ctx, const sm_dpop_result *proof, 
                              sm_ks_result *out, sm_error *err)
 {
     sm_db_conn *c = NULL;
-    uint64_t added = 0;
+    int spent = 0;
     sm_status st = sm_db_acquire(ctx->db, &c, err);
     if (st == SM_OK) {
-        st = record_proof(c, proof, now, &added, err);
+        st = record_proof(c, proof, now, &spent, err);
         sm_db_release(c);
     }
-    if (st == SM_ERR_DUPLICATE || (st == SM_OK && added == 0)) {
+    if (st == SM_OK && spent)
         refuse_verdict(out, SM_KS_REFUSE_PROOF_REPLAYED);
-        st = SM_OK;
-    }
     if (st != SM_OK)
         sm_ks_result_clear(out);
     return st;

@@ -299,10 +299,27 @@ class Catalog:
         return reservation
 
 
-def request_license(ks, device, voucher, client=None, proof=None, url=None):
+def request_license(ks, device, voucher, client=None, proof=None, url=None,
+                    delivery_only=False):
+    """POST /v1/license with a fresh proof (or proof); delivery_only asks
+    for a delivery-token renewal (PROTOCOL.md §2.6)."""
     client = client or ks.client()
     headers = {"DPoP": proof if proof is not None else device.proof(url or ks.license_url)}
-    return client.post("/v1/license", json={"voucher": voucher}, headers=headers)
+    body = {"voucher": voucher}
+    if delivery_only:
+        body["delivery_only"] = True
+    return client.post("/v1/license", json=body, headers=headers)
+
+
+def until_status(send, status, tries=20, pause=0.25):
+    """Calls send() until it answers status (e.g. while the pool reconnects
+    after the database came back); returns the last response."""
+    for _ in range(tries):
+        r = send()
+        if r.status_code == status:
+            break
+        time.sleep(pause)
+    return r
 
 
 def run_ledger_verify(ks, export_text, workdir, jwks=True):

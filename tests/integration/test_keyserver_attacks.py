@@ -13,7 +13,8 @@ import pytest
 import requests
 
 import harness
-from keyserver_setup import (Catalog, Device, KeyServer, assert_problem, request_license)
+from keyserver_setup import (Catalog, Device, KeyServer, assert_problem, request_license,
+                             until_status)
 
 SQL_NASTY = "x'; DROP TABLE works; -- \" \\ %_ `"
 
@@ -415,10 +416,6 @@ def test_database_down_fails_closed_and_recovers(sold, env):
     # Nothing half-written, and the same httpd works again.
     assert ks.ledger_count() == ledger_before
     assert ks.query("SELECT COUNT(*) FROM licenses") == [("0",)]
-    for _ in range(20):
-        r = request_license(ks, device, reservation["voucher"])
-        if r.status_code == 200:
-            break
-        time.sleep(0.25)
+    r = until_status(lambda: request_license(ks, device, reservation["voucher"]), 200)
     assert r.status_code == 200, r.text
     assert device.open_key(r.json()["key_jwe"]) == cat.media_key

@@ -7,14 +7,11 @@ proof."""
 import time
 
 from keyserver_setup import (MEDIA_STORE_ID, Catalog, Device, KeyServer, assert_problem,
-                             request_license, verify_token)
+                             request_license, until_status, verify_token)
 
 
-def renew(ks, device, voucher, client=None, proof=None, url=None):
-    client = client or ks.client()
-    headers = {"DPoP": proof if proof is not None else device.proof(url or ks.license_url)}
-    return client.post("/v1/license", json={"voucher": voucher, "delivery_only": True},
-                       headers=headers)
+def renew(ks, device, voucher, **kwargs):
+    return request_license(ks, device, voucher, delivery_only=True, **kwargs)
 
 
 def activations(ks, txn):
@@ -161,9 +158,5 @@ def test_renewal_fails_closed_without_the_database(sold, env):
         assert "delivery_token" not in r.text
     finally:
         env.db.start()
-    for _ in range(20):
-        r = renew(ks, device, sale["voucher"])
-        if r.status_code == 200:
-            break
-        time.sleep(0.25)
+    r = until_status(lambda: renew(ks, device, sale["voucher"]), 200)
     assert r.status_code == 200, r.text

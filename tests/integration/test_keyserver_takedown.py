@@ -4,10 +4,9 @@ are refused, the ledger records who did it and why, and a second call
 changes nothing."""
 
 import json
-import time
 
 from keyserver_setup import (Catalog, Device, KeyServer, assert_problem, request_license,
-                             run_ledger_verify)
+                             run_ledger_verify, until_status)
 
 
 def _ledger_entries(ks, entry_type):
@@ -161,9 +160,5 @@ def test_takedown_fails_closed_without_the_database(env):
     assert ks.query("SELECT withdrawn_at FROM works") == [(None,)]
     assert ks.query("SELECT COUNT(*) FROM contracts WHERE revoked_at IS NOT NULL") == [("0",)]
     # The same httpd works again once the database is back.
-    for _ in range(20):
-        r = cat.owner.post(path, json={"reason": "x"})
-        if r.status_code == 201:
-            break
-        time.sleep(0.25)
+    r = until_status(lambda: cat.owner.post(path, json={"reason": "x"}), 201)
     assert r.status_code == 201, r.text
