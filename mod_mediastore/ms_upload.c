@@ -1,18 +1,27 @@
 /* PUT /works/{work_id} and PUT /works/{work_id}/preview: an owner streams
  * a container (or its preview) in. The bytes go to a temporary file in the
  * storage directory while sm_upload_check judges them; only a complete,
- * valid upload whose SHA-256 matches the declared digest is renamed into
- * place, inside the database transaction that records it. So no partial
- * file is ever visible under a work's name, and a stored work is never
- * replaced: a repeat of the same bytes is answered 200, different bytes
- * under a stored work id 409. Previews may be replaced by the work's
- * owner. */
+ * valid upload whose SHA-256 matches the declared digest is recorded in
+ * the database, and only after that COMMIT succeeded is the file renamed
+ * into place. A GET serves whatever file is in place without asking the
+ * database, so a file must never appear before its row: when the COMMIT
+ * fails (its outcome may even be unknown) the temporary file is removed
+ * and the owner told to send it again. The reverse gap, a committed row
+ * whose file is missing (the rename failed, or the process died between
+ * COMMIT and rename), is repaired by the next upload of the same bytes,
+ * which puts the file in place instead of answering "already stored".
+ * So no partial or unrecorded file is ever visible under a work's name,
+ * and a stored work is never replaced: a repeat of the same bytes is
+ * answered 200, different bytes under a stored work id 409. Previews may
+ * be replaced by the work's owner. */
 #include "config.h"
 
 #include "smh_httpd.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <apr_file_io.h>
@@ -131,8 +140,15 @@ static sm_status place_file(upload *u, sm_error *err)
     return SM_OK;
 }
 
+static int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 || errno != ENOENT;
+}
+
 /* The transaction recording a container: lock the work's row (or the gap
- * where it would be), decide, rename the file into place, commit. */
+ * where it would be), decide, insert. The caller renames the file into
+ * place after the COMMIT. */
 static sm_status store_work_tx(sm_db_conn *c, void *arg, sm_error *err)
 {
     upload *u = arg;
@@ -150,6 +166,10 @@ static sm_status store_work_tx(sm_db_conn *c, void *arg, sm_error *err)
         int same = owner != NULL && strcmp(owner, u->owner_dn) == 0 && sha != NULL &&
                    len == SM_SHA256_SIZE && memcmp(sha, u->declared, SM_SHA256_SIZE) == 0;
         u->outcome = same ? ALREADY_STORED : OTHER_CONTENT;
+        /* Recorded earlier, but its file never reached its place: this
+         * upload's verified copy of the same bytes completes it. */
+        if (same && !file_exists(u->final_path))
+            u->outcome = STORED;
     }
     sm_db_rows_free(rows);
     if (st != SM_OK || has)
@@ -166,7 +186,7 @@ static sm_status store_work_tx(sm_db_conn *c, void *arg, sm_error *err)
     if (st != SM_OK)
         return st;
     u->outcome = STORED;
-    return place_file(u, err);
+    return SM_OK;
 }
 
 static sm_status store_preview_tx(sm_db_conn *c, void *arg, sm_error *err)
@@ -191,9 +211,7 @@ static sm_status store_preview_tx(sm_db_conn *c, void *arg, sm_error *err)
                     SM_DB_PARAMS(sm_db_uint(u->size), sm_db_blob(u->declared, SM_SHA256_SIZE),
                                  sm_db_text(u->media_type), sm_db_text(u->work_id)),
                     NULL, err);
-    if (st != SM_OK)
-        return st;
-    return place_file(u, err);
+    return st;
 }
 
 /* Answers for a work that is already stored before reading the body. */
@@ -237,6 +255,10 @@ static int check_existing(request_rec *r, ms_child_state *state, upload *u)
         return OK;
     if (strcmp(owner, u->owner_dn) == 0 && sha_len == SM_SHA256_SIZE &&
         memcmp(sha, u->declared, SM_SHA256_SIZE) == 0) {
+        /* Recorded, but the file is not in place: take the body to
+         * complete it (store_work_tx decides again under the row lock). */
+        if (!file_exists(ms_storage_path(r, u->work_id, MS_CONTAINER_SUFFIX)))
+            return OK;
         json_t *doc = json_pack("{s:s,s:s,s:s}", "work_id", u->work_id, "status",
                                 "already-stored", "sha256",
                                 b64(r->pool, u->declared, SM_SHA256_SIZE));
@@ -413,14 +435,21 @@ static int handle_upload(request_rec *r, const smh_route_match *m, sm_upload_kin
     st = sm_db_transaction(state->db, kind == SM_UPLOAD_CONTAINER ? store_work_tx
                                                                   : store_preview_tx,
                            u, &err);
-    if (st == SM_ERR_IO) {
-        apr_pool_cleanup_run(r->pool, u, remove_temp);
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SMLOGNO(02008) "%s", err.message);
-        return smh_problem_internal(r);
-    }
     if (st != SM_OK) {
         apr_pool_cleanup_run(r->pool, u, remove_temp);
         return smh_db_problem(r, "recording the upload", &err);
+    }
+    /* Committed: only now may the file appear under the work's name. */
+    if (u->outcome == STORED && place_file(u, &err) != SM_OK) {
+        apr_pool_cleanup_run(r->pool, u, remove_temp);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      SMLOGNO(02008) "%s %s recorded but not put in place: %s",
+                      kind == SM_UPLOAD_CONTAINER ? "work" : "preview of", u->work_id,
+                      err.message);
+        return smh_problem(r, HTTP_INSUFFICIENT_STORAGE, "storage-failed", "Storage failed",
+                           "the upload of \"%s\" was recorded but its file could not be put in "
+                           "place; send the same file again to complete it",
+                           u->work_id);
     }
     apr_pool_cleanup_run(r->pool, u, remove_temp);
     sync_dir(cfg->storage_dir);

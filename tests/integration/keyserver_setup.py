@@ -123,11 +123,13 @@ class KeyServer:
     """mod_keyserver configured in env.httpd (not started)."""
 
     def __init__(self, env, extra="", activation_limit=None, checkpoint_every=None, omit=(),
-                 files=None, location="/"):
+                 files=None, location="/", db_socket=None):
         """omit: directives left out of the standard configuration; files:
         a callback(ks) run after the key files are written and before the
         configuration is built (to break or replace them); location: the
-        <Location> serving the key server (its issuer URL ends with it)."""
+        <Location> serving the key server (its issuer URL ends with it);
+        db_socket: where the module reaches MariaDB, when not directly (a
+        sqlfault.SqlFaultRelay in front of it)."""
         self.env = env
         self.db = env.migrated_database("keyserver")
         conf = env.httpd.conf_dir
@@ -170,7 +172,7 @@ KeyServerSigningKey "{self.old_signing_file}" ks-sig-0
 KeyServerSigningKey "{self.signing_file}" {self.signing_kid} active
 KeyServerEncryptionKey "{self.encryption_file}" ks-enc-1
 KeyServerMediaStoreID {MEDIA_STORE_ID}
-KeyServerDBSocket "{self.db.socket}"
+KeyServerDBSocket "{db_socket or self.db.socket}"
 KeyServerDBUser {self.db.user}
 KeyServerDBPasswordFile "{self.password_file}"
 KeyServerDBName {self.db.name}

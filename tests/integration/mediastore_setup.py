@@ -56,7 +56,9 @@ class MediaStore:
 
     def __init__(self, env, keyserver_url="https://127.0.0.1:9/ks",
                  jwks_url="https://127.0.0.1:9/jwks", extra="", location="/",
-                 token_issuer=TOKEN_ISSUER):
+                 token_issuer=TOKEN_ISSUER, db_socket=None):
+        """db_socket: where the module reaches MariaDB, when not directly
+        (a sqlfault.SqlFaultRelay in front of it)."""
         self.env = env
         self.db = env.migrated_database("mediastore")
         self.storage = make_storage_dir(env)
@@ -67,7 +69,7 @@ class MediaStore:
         env.load_project_module("mod_mediastore")
         self.base_config = f"""
 MediaStoreStorageDir "{self.storage}"
-MediaStoreDBSocket "{self.db.socket}"
+MediaStoreDBSocket "{db_socket or self.db.socket}"
 MediaStoreDBUser {self.db.user}
 MediaStoreDBPasswordFile "{self.password_file}"
 MediaStoreDBName {self.db.name}
@@ -115,12 +117,13 @@ def secmedia_cli():
     return path
 
 
-def store_for(env, ks, extra="", location="/"):
+def store_for(env, ks, extra="", location="/", db_socket=None):
     """MediaStore in env.httpd taking its tokens from ks (a started
     keyserver_setup.KeyServer, possibly in another httpd): its JWKS, its
     issuer, its delivery-complete endpoint."""
     return MediaStore(env, keyserver_url=ks.issuer, jwks_url=ks.issuer + "/v1/jwks",
-                      token_issuer=ks.issuer, extra=extra, location=location)
+                      token_issuer=ks.issuer, extra=extra, location=location,
+                      db_socket=db_socket)
 
 
 class Sales:
