@@ -716,6 +716,86 @@ DEFAULT_MPM = ("StartServers 1", "MinSpareThreads 25", "MaxSpareThreads 75",
 # MinSpareThreads must stay under MaxRequestWorkers (with the default 75,
 # mpm_event logs AH10159 at every start): with an eighth of the threads,
 # that error says the child is nearly full.
+class SyscallTrace:
+    """strace -f on running processes (all their threads) for one system
+    call, e.g. the evidence that httpd sends a file with sendfile(2). A
+    context manager: attached on entry, detached (strace ended by its PID)
+    on exit; then returned() lists what the traced calls returned."""
+
+    def __init__(self, pids, syscall, directory, timeout=10):
+        self.syscall = syscall
+        self.output = os.path.join(directory, "strace-%s.txt" % syscall)
+        argv = ["strace", "-f", "-qq", "-e", "trace=" + syscall, "-e", "signal=none",
+                "-o", self.output]
+        for pid in pids:
+            argv += ["-p", str(pid)]
+        self._pids = list(pids)
+        self._timeout = timeout
+        self._argv = argv
+        self._process = None
+
+    def __enter__(self):
+        # -qq hides the "attached" lines; attachment is seen in /proc
+        # instead: every thread of every process has a tracer.
+        self._process = subprocess.Popen(self._argv, stderr=subprocess.PIPE, text=True)
+        REGISTRY.add(self._process.pid, "strace")
+        deadline = time.monotonic() + self._timeout
+        while not self._all_traced():
+            if self._process.poll() is not None:
+                raise RuntimeError("strace ended: %s" % self._process.stderr.read())
+            if time.monotonic() > deadline:
+                self._stop()
+                raise RuntimeError("strace did not attach to %s in %ss"
+                                   % (self._pids, self._timeout))
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop()
+
+    def _all_traced(self):
+        for pid in self._pids:
+            try:
+                tids = os.listdir("/proc/%d/task" % pid)
+            except FileNotFoundError:
+                continue
+            for tid in tids:
+                try:
+                    with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                        tracer = [line for line in f if line.startswith("TracerPid:")]
+                except FileNotFoundError:
+                    continue
+                if tracer and tracer[0].split()[1] == "0":
+                    return False
+        return True
+
+    def _stop(self):
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()   # strace detaches and exits
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        REGISTRY.discard(self._process.pid)
+        self._process.stderr.close()
+
+    def returned(self):
+        """The values the traced calls returned, in order (-1: failed)."""
+        values = []
+        pattern = re.compile(r"\b%s\(|<\.\.\. %s resumed>" % (self.syscall, self.syscall))
+        with open(self.output) as f:
+            for line in f:
+                if "<unfinished ...>" in line or not pattern.search(line):
+                    continue
+                m = re.search(r"\)\s+=\s+(-?\d+)", line)
+                if m:
+                    values.append(int(m.group(1)))
+        return values
+
+
 def single_child_mpm(threads):
     return ("StartServers 1", "ServerLimit 2", "ThreadLimit %d" % threads,
             "ThreadsPerChild %d" % threads, "MaxRequestWorkers %d" % threads,

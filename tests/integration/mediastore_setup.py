@@ -56,9 +56,10 @@ class MediaStore:
 
     def __init__(self, env, keyserver_url="https://127.0.0.1:9/ks",
                  jwks_url="https://127.0.0.1:9/jwks", extra="", location="/",
-                 token_issuer=TOKEN_ISSUER, db_socket=None):
+                 token_issuer=TOKEN_ISSUER, db_socket=None, plain_http=False):
         """db_socket: where the module reaches MariaDB, when not directly
-        (a sqlfault.SqlFaultRelay in front of it)."""
+        (a sqlfault.SqlFaultRelay in front of it); plain_http: serve on the
+        plain HTTP virtual host too (the same configuration)."""
         self.env = env
         self.db = env.migrated_database("mediastore")
         self.storage = make_storage_dir(env)
@@ -89,6 +90,8 @@ MediaStoreTokenAudience {TOKEN_AUDIENCE}
 </Location>
 """
         env.httpd.add_vhost_config(self.base_config)
+        if plain_http:
+            env.httpd.add_http_vhost_config(self.base_config)
 
     def query(self, sql):
         return self.env.db.query(sql, self.db.name)
@@ -117,13 +120,13 @@ def secmedia_cli():
     return path
 
 
-def store_for(env, ks, extra="", location="/", db_socket=None):
+def store_for(env, ks, extra="", location="/", db_socket=None, plain_http=False):
     """MediaStore in env.httpd taking its tokens from ks (a started
     keyserver_setup.KeyServer, possibly in another httpd): its JWKS, its
     issuer, its delivery-complete endpoint."""
     return MediaStore(env, keyserver_url=ks.issuer, jwks_url=ks.issuer + "/v1/jwks",
                       token_issuer=ks.issuer, extra=extra, location=location,
-                      db_socket=db_socket)
+                      db_socket=db_socket, plain_http=plain_http)
 
 
 class Sales:

@@ -16,6 +16,8 @@ import time
 import pytest
 import requests
 
+import harness
+
 from keyserver_setup import KeyServer, new_p256, private_jwk_text, write_private
 from mediastore_setup import (DeliveryTokens, MediaStore, Sales, logged_requests, pack_container,
                               repr_digest, store_for)
@@ -255,6 +257,32 @@ def test_full_get_with_bearer_or_query_token(env, published, sales):
     with open(env.httpd.access_log) as f:
         assert token not in f.read()
     # Delivered: the key server has it, once.
+    assert sales.wait_delivered(1) == [(txn, "w1")]
+    env.expect_log("SM02011", "SM02012")
+
+
+def test_plain_http_delivery_uses_sendfile(env, keyserver, containers, sales, sm_workspace):
+    """Over plain HTTP (no TLS to pass the bytes through) a container goes
+    out with sendfile(2) from the page cache, whole and in ranges: strace
+    on httpd's children while a licensed player fetches it."""
+    store_for(env, keyserver, extra=STORE_TUNING, plain_http=True)
+    env.httpd.start()
+    with open(pack_container(containers, "w1", 3000000), "rb") as f:
+        data = f.read()
+    # No client certificate over plain HTTP, so no upload there.
+    problem(upload(env.client(http=True), "w1", data), 403, "client-certificate-required")
+    assert upload(env.client("owner"), "w1", data).status_code == 201
+    txn, token = sales.licensed()
+    player = env.client(http=True)
+    with harness.SyscallTrace(env.httpd.pids()[1:], "sendfile",
+                              sm_workspace.new_dir("strace-sendfile")) as trace:
+        r = player.get("/works/w1", headers=bearer(token))
+        assert r.status_code == 200 and r.content == data
+        r = player.get("/works/w1", headers=dict(bearer(token), Range="bytes=1000-1999999"))
+        assert r.status_code == 206 and r.content == data[1000:2000000]
+    sent = trace.returned()
+    # Every body byte left through sendfile, and nothing else did.
+    assert -1 not in sent and sum(sent) == len(data) + 1999000, sent
     assert sales.wait_delivered(1) == [(txn, "w1")]
     env.expect_log("SM02011", "SM02012")
 
