@@ -176,3 +176,24 @@ def test_sample_config_lists_every_directive_and_passes_configtest(env):
     assert ok, output
     load = _sample("httpd-conf/mediastore.load")
     assert "LoadModule mediastore_module /usr/lib/apache2/modules/mod_mediastore.so" in load
+
+
+@pytest.mark.parametrize("module", ["keyserver", "mediastore", "retail"])
+def test_a2enmod_enables_mod_ssl_with_each_module(sm_workspace, module):
+    """`a2enmod <module>` alone is enough on Debian: the .load file
+    declares mod_ssl (client certificates) as a dependency. Run on a copy
+    of Debian's mods-available (APACHE_CONFDIR), not on /etc/apache2."""
+    import shutil
+    import subprocess
+    confdir = sm_workspace.new_dir("a2enmod-" + module)
+    shutil.copytree("/etc/apache2/mods-available", os.path.join(confdir, "mods-available"))
+    os.mkdir(os.path.join(confdir, "mods-enabled"))
+    for suffix in (".load", ".conf"):
+        shutil.copy(os.path.join(os.environ["SM_TOP_SRCDIR"], "httpd-conf", module + suffix),
+                    os.path.join(confdir, "mods-available"))
+    result = subprocess.run(["a2enmod", "-q", module], capture_output=True, text=True,
+                            env=dict(os.environ, APACHE_CONFDIR=confdir), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    enabled = set(os.listdir(os.path.join(confdir, "mods-enabled")))
+    assert {module + ".load", module + ".conf", "ssl.load", "ssl.conf",
+            "socache_shmcb.load"} <= enabled, enabled
