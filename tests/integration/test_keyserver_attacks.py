@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import harness
+import openapi_check
 from keyserver_setup import (Catalog, Device, KeyServer, assert_problem, request_license,
                              until_status)
 
@@ -47,6 +48,60 @@ def test_malformed_bodies(env):
         assert doc["detail"]
         r = client.post(path, data=b"{}", headers={"Content-Type": "text/plain"})
         assert_problem(r, 415, "unsupported-media-type")
+
+
+# A value of each JSON type, and one of another type.
+RIGHT_TYPE = {"string": "x1", "integer": 1, "boolean": False, "array": [], "object": {}}
+WRONG_TYPE = {"string": 7, "integer": "7", "boolean": "yes", "array": {}, "object": []}
+# Who may POST each body the OpenAPI description lists (path parameters
+# filled in: the body is judged before anything is looked up).
+BODY_ROLES = {"/v1/owners": "admin", "/v1/retailers": "admin", "/v1/works": "owner",
+              "/v1/works/{work_id}/withdrawal": "owner", "/v1/contracts": "owner",
+              "/v1/contracts/{contract_id}/revocation": "owner",
+              "/v1/reservations": "retailer1", "/v1/payments": "retailer1",
+              "/v1/delivery-complete": "mediastore", "/v1/revocations": "admin",
+              "/v1/license": None}
+
+
+def typed_sample(spec, schema):
+    """A value of the schema's type, objects with their required members."""
+    schema = openapi_check.resolve(spec, schema)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if schema["type"] == "object":
+        return {name: typed_sample(spec, member)
+                for name, member in schema.get("properties", {}).items()
+                if name in schema.get("required", ())}
+    if schema["type"] == "array":
+        return [typed_sample(spec, schema["items"])]
+    return RIGHT_TYPE[schema["type"]]
+
+
+def test_every_member_of_the_wrong_type_is_named(env):
+    """Every member of every request body the OpenAPI description lists,
+    sent with a value of another JSON type (the other members of their
+    own type): 400, and the detail names the member."""
+    KeyServer(env)
+    env.httpd.start()
+    spec = openapi_check.load_spec("keyserver.yaml")
+    checked = 0
+    for path, item in spec["paths"].items():
+        operation = item.get("post")
+        if operation is None or "requestBody" not in operation:
+            continue
+        assert path in BODY_ROLES, "no role for %s: add it to BODY_ROLES" % path
+        schema = openapi_check.resolve(
+            spec, operation["requestBody"]["content"]["application/json"]["schema"])
+        client = env.client(BODY_ROLES[path])
+        url = path.replace("{work_id}", "w1").replace("{contract_id}", "1")
+        for name, member in schema["properties"].items():
+            member_type = openapi_check.resolve(spec, member)["type"]
+            body = typed_sample(spec, schema)
+            body[name] = WRONG_TYPE[member_type]
+            doc = assert_problem(client.post(url, json=body), 400, "invalid-request")
+            assert name in doc["detail"], (path, body, doc["detail"])
+            checked += 1
+    assert checked > 40
 
 
 def test_oversized_bodies(env):
@@ -336,20 +391,46 @@ def test_sql_metacharacters(env):
                                                       "subject_dn": "CN=x"}), 400,
                        "invalid-request")
     owner = ks.client("owner")
+    # A DN is free text: kept verbatim (it is matched by its hash).
+    admin.post_json("/v1/owners", {"owner_id": "owner-sql", "name": "n",
+                                   "subject_dn": "CN=" + SQL_NASTY}, expect=201)
+    assert ks.query("SELECT subject_dn FROM owners WHERE owner_id = 'owner-sql'") == [
+        ("CN=" + SQL_NASTY,)]
+    # Quotes, semicolons, comment dashes and % _ are legal in a URL, and
+    # dashes, _, # and & in a media type (RFC 6838 restricted names):
+    # stored and answered verbatim.
+    artwork = "https://art.example/a';DROP%20TABLE%20works;--%_'?q=1'OR'1'='1"
+    media_type = "audio/x--_#$&!^.+"
     work = {"work_id": "w-sql", "key_version": 1,
             "media_key_jwe": ks.wrap_media_key(b"k" * 32), "title": SQL_NASTY,
             "artist": SQL_NASTY, "album": SQL_NASTY, "lyrics": SQL_NASTY + "\n" + SQL_NASTY,
-            "liner_notes": SQL_NASTY, "credits": SQL_NASTY}
+            "liner_notes": SQL_NASTY, "credits": SQL_NASTY, "artwork_ref": artwork,
+            "media_type": media_type}
     owner.post_json("/v1/works", work, expect=201)
     got = owner.get_json("/v1/works/w-sql")
     for field in ("title", "artist", "album", "liner_notes", "credits"):
         assert got[field] == SQL_NASTY
+    assert got["artwork_ref"] == artwork and got["media_type"] == media_type
+    # The rest of the metacharacters cannot be in either.
+    for field in ("artwork_ref", "media_type"):
+        doc = assert_problem(owner.post("/v1/works", json=dict(work, work_id="w-sql2",
+                                                               **{field: SQL_NASTY})),
+                             400, "invalid-request")
+        assert field in doc["detail"]
     for bad_id in (SQL_NASTY, "w' OR '1'='1", "../../etc/passwd", "a b", ""):
         assert_problem(owner.post("/v1/works", json=dict(work, work_id=bad_id)), 400,
                        "invalid-request")
+    proxy_url = "https://shop.example/lic';--%_?x='1'OR'1'='1"
     admin.post_json("/v1/retailers", {"retailer_id": "retailer1", "name": SQL_NASTY,
-                                      "subject_dn": env.pki.client("retailer1").subject_dn},
+                                      "subject_dn": env.pki.client("retailer1").subject_dn,
+                                      "license_proxy_url": proxy_url},
                     expect=201)
+    assert ks.query("SELECT license_proxy_url FROM retailers WHERE retailer_id = 'retailer1'") \
+        == [(proxy_url,)]
+    doc = assert_problem(admin.post("/v1/retailers", json={
+        "retailer_id": "retailer9", "name": "n", "subject_dn": "CN=r9",
+        "license_proxy_url": "https://shop.example/" + SQL_NASTY}), 400, "invalid-request")
+    assert "license_proxy_url" in doc["detail"]
     now = int(time.time())
     contract = owner.post_json("/v1/contracts", {
         "retailer": "retailer1", "works": ["w-sql"], "currency": "EUR",

@@ -162,3 +162,18 @@ def test_takedown_fails_closed_without_the_database(env):
     # The same httpd works again once the database is back.
     r = until_status(lambda: cat.owner.post(path, json={"reason": "x"}), 201)
     assert r.status_code == 201, r.text
+
+
+def test_takedown_reasons_keep_sql_metacharacters_verbatim(env):
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)
+    nasty = "x'; DROP TABLE works; -- \" \\ %_ `"
+    owner = ks.client("owner")
+    owner.post_json("/v1/contracts/%d/revocation" % cat.contract["contract_id"],
+                    {"reason": nasty}, expect=201)
+    owner.post_json("/v1/works/%s/withdrawal" % cat.work_id, {"reason": nasty + "2"},
+                    expect=201)
+    assert [e["reason"] for e in _ledger_entries(ks, "contract-revoked")] == [nasty]
+    assert [e["reason"] for e in _ledger_entries(ks, "work-withdrawn")] == [nasty + "2"]
+    assert {"works", "contracts", "ledger"} <= {row[0] for row in ks.query("SHOW TABLES")}
