@@ -789,3 +789,44 @@ def test_license_waits_for_a_revocation_in_flight(env):
     assert ks.query("SELECT COUNT(*) FROM licenses") == [("0",)]
     assert ks.query("SELECT revoked, activations FROM transactions WHERE txn = '%s'"
                     % sale["txn"]) == [("1", "0")]
+
+
+def test_inventory_lists_only_contracts_inside_their_window(env):
+    """valid_from <= now < valid_until, to the second: a contract that has
+    not begun or has ended is not in the inventory, and one leaves it when
+    its valid_until arrives."""
+    ks = KeyServer(env)
+    env.httpd.start()
+    cat = Catalog(ks)   # a contract from a minute ago to tomorrow
+    now = int(time.time())
+    # w-ending's contract ends 3 s after it is made (made last, so that
+    # the first listing comes well before).
+    windows = {"w-past": (now - 1000, now - 10), "w-future": (now + 100, now + 1000),
+               "w-ending": (now - 10, None)}
+    contract_of = {cat.work_id: cat.contract["contract_id"]}
+    for work_id, (start, end) in windows.items():
+        cat.owner.post_json("/v1/works", {
+            "work_id": work_id, "key_version": 1,
+            "media_key_jwe": ks.wrap_media_key(os.urandom(32)), "title": work_id},
+            expect=201)
+        if end is None:
+            end = int(time.time()) + 3
+            windows[work_id] = (start, end)
+        body = dict(cat.contract_request(), works=[work_id], valid_from=start,
+                    valid_until=end)
+        contract_of[work_id] = cat.owner.post_json("/v1/contracts", body,
+                                                   expect=201)["contract_id"]
+
+    def listed():
+        works = cat.retailer.get_json("/v1/inventory")["works"]
+        return {w["work_id"]: (w["contract_id"], w["valid_until"]) for w in works}
+
+    assert listed() == {cat.work_id: (contract_of[cat.work_id], cat.contract["valid_until"]),
+                        "w-ending": (contract_of["w-ending"], windows["w-ending"][1])}
+    device = Device()
+    for work_id in ("w-past", "w-future"):
+        assert_problem(cat.retailer.post("/v1/reservations", json={
+            "reservation_ref": "r-" + work_id, "work_id": work_id,
+            "license": {"type": "purchase"}, "jkt": device.jkt}), 403, "no-contract")
+    time.sleep(max(0.0, windows["w-ending"][1] - time.time()) + 0.05)
+    assert listed() == {cat.work_id: (contract_of[cat.work_id], cat.contract["valid_until"])}
