@@ -123,47 +123,68 @@ sm_status sm_file_install(const char *tmp, const char *path, int overwrite, sm_e
     return SM_OK;
 }
 
-sm_status sm_file_read_secret(const char *path, size_t max_len, sm_secret **out, mode_t *mode_out,
+/* Opens path as a regular file of at most max_len bytes: the descriptor
+ * in *fd, its stat in *st. */
+static sm_status open_bounded(const char *path, size_t max_len, int *fd, struct stat *st,
                               sm_error *err)
 {
-    struct stat st;
-    *out = NULL;
     /* O_NONBLOCK: opening a FIFO planted at a key path must not hang; the
      * flag is irrelevant for the regular file we then insist on. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (*fd < 0)
         return sm_error_set(err, SM_ERR_IO, "%s: cannot open it: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
+    if (fstat(*fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        close(*fd);
         return sm_error_set(err, SM_ERR_IO, "%s: not a regular file", path);
     }
-    if ((uint64_t)st.st_size > max_len) {
-        close(fd);
+    if ((uint64_t)st->st_size > max_len) {
+        close(*fd);
         return sm_error_set(err, SM_ERR_TOO_LARGE, "%s: %lld bytes is more than the %zu allowed",
-                            path, (long long)st.st_size, max_len);
+                            path, (long long)st->st_size, max_len);
     }
-    /* One spare byte detects a file that grew after fstat. */
-    sm_secret *buf = sm_secret_new(max_len + 1);
-    if (buf == NULL) {
-        close(fd);
-        return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t used = 0;
+    return SM_OK;
+}
+
+/* Reads fd to its end into buf (cap bytes, at least max_len + 1: the spare
+ * byte detects a file that grew after fstat) and closes it. */
+static sm_status read_bounded(int fd, const char *path, uint8_t *buf, size_t cap,
+                              size_t max_len, size_t *used, sm_error *err)
+{
     sm_status rc = SM_OK;
-    while (used < buf->len) {
-        ssize_t n = read(fd, buf->bytes + used, buf->len - used);
+    *used = 0;
+    while (*used < cap) {
+        ssize_t n = read(fd, buf + *used, cap - *used);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             rc = sm_error_set(err, SM_ERR_IO, "%s: cannot read it: %s", path, strerror(errno));
         if (n <= 0)
             break;
-        used += (size_t)n;
+        *used += (size_t)n;
     }
     close(fd);
-    if (rc == SM_OK && used > max_len)
+    if (rc == SM_OK && *used > max_len)
         rc = sm_error_set(err, SM_ERR_TOO_LARGE, "%s: more than the %zu bytes allowed", path,
                           max_len);
+    return rc;
+}
+
+sm_status sm_file_read_secret(const char *path, size_t max_len, sm_secret **out, mode_t *mode_out,
+                              sm_error *err)
+{
+    struct stat st;
+    int fd;
+    *out = NULL;
+    sm_status rc = open_bounded(path, max_len, &fd, &st, err);
+    if (rc != SM_OK)
+        return rc;
+    sm_secret *buf = sm_secret_new(max_len + 1);
+    if (buf == NULL) {
+        close(fd);
+        return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t used;
+    rc = read_bounded(fd, path, buf->bytes, buf->len, max_len, &used, err);
     if (rc != SM_OK) {
         sm_secret_free(buf);
         return rc;
@@ -176,6 +197,41 @@ sm_status sm_file_read_secret(const char *path, size_t max_len, sm_secret **out,
     if (mode_out != NULL)
         *mode_out = st.st_mode;
     *out = exact;
+    return SM_OK;
+}
+
+sm_status sm_file_read_text(const char *path, size_t max_len, char **out, size_t *len_out,
+                            sm_error *err)
+{
+    struct stat st;
+    int fd;
+    *out = NULL;
+    sm_status rc = open_bounded(path, max_len, &fd, &st, err);
+    if (rc != SM_OK)
+        return rc;
+    /* Sized by the file, not by max_len: one spare byte to see growth,
+     * one for the NUL. */
+    size_t cap = (size_t)st.st_size + 1 < max_len + 1 ? (size_t)st.st_size + 1 : max_len + 1;
+    char *buf = malloc(cap + 1);
+    if (buf == NULL) {
+        close(fd);
+        return sm_error_set(err, SM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t used;
+    rc = read_bounded(fd, path, (uint8_t *)buf, cap, max_len, &used, err);
+    if (rc == SM_OK && used == cap && cap <= max_len)
+        rc = sm_error_set(err, SM_ERR_IO, "%s: the file grew while it was read; try again",
+                          path);
+    if (rc == SM_OK && memchr(buf, '\0', used) != NULL)
+        rc = sm_error_set(err, SM_ERR_FORMAT, "%s: text with a NUL byte", path);
+    if (rc != SM_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[used] = '\0';
+    if (len_out != NULL)
+        *len_out = used;
+    *out = buf;
     return SM_OK;
 }
 

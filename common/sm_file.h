@@ -29,6 +29,13 @@ sm_status sm_file_install(const char *tmp, const char *path, int overwrite, sm_e
 sm_status sm_file_read_secret(const char *path, size_t max_len, sm_secret **out, mode_t *mode_out,
                               sm_error *err);
 
+/* Reads a whole regular file of at most max_len bytes that is not secret
+ * (lyrics, a JWE) into *out (malloc'ed, NUL-terminated; free() it),
+ * its length in *len_out (may be NULL). A file with a NUL byte in it is
+ * refused (SM_ERR_FORMAT): it could not be used as text. */
+sm_status sm_file_read_text(const char *path, size_t max_len, char **out, size_t *len_out,
+                            sm_error *err);
+
 /* The standard refusal for a secret file readable by group or others. */
 sm_status sm_file_refuse_loose_mode(const char *path, mode_t mode, sm_error *err);
 

@@ -179,22 +179,16 @@ static int repr_digest(const mapped_file *m, char out[64])
     return 0;
 }
 
-/* Reads a small text file (JWE, lyrics) whole, NUL-terminated. */
-static char *read_text(const char *path, size_t max)
+/* Reads a small text file (JWE, lyrics) whole, NUL-terminated, into
+ * *out: an exit code (3 unreadable or too large, 4 not text). */
+static int read_text(const char *path, size_t max, char **out)
 {
     sm_error err = {0};
-    sm_secret *s = NULL;
-    if (sm_file_read_secret(path, max, &s, NULL, &err) != SM_OK) {
-        cli_error("publish", "%s", err.message);
-        return NULL;
-    }
-    char *text = malloc(s->len + 1);
-    if (text != NULL) {
-        memcpy(text, s->bytes, s->len);
-        text[s->len] = '\0';
-    }
-    sm_secret_free(s);
-    return text;
+    sm_status st = sm_file_read_text(path, max, out, NULL, &err);
+    if (st == SM_OK)
+        return CLI_EXIT_OK;
+    cli_error("publish", "%s", err.message);
+    return st == SM_ERR_FORMAT ? CLI_EXIT_FORMAT : CLI_EXIT_INPUT;
 }
 
 /* ---- HTTPS --------------------------------------------------------------- */
@@ -344,9 +338,10 @@ static int add_text_file(json_t *body, const char *name, const char *path)
 {
     if (path == NULL)
         return CLI_EXIT_OK;
-    char *text = read_text(path, PUBLISH_TEXT_FILE_MAX);
-    if (text == NULL)
-        return CLI_EXIT_INPUT;
+    char *text;
+    int rc = read_text(path, PUBLISH_TEXT_FILE_MAX, &text);
+    if (rc != CLI_EXIT_OK)
+        return rc;
     json_t *v = json_string(text);
     free(text);
     if (v == NULL) {
@@ -357,10 +352,12 @@ static int add_text_file(json_t *body, const char *name, const char *path)
     return CLI_EXIT_OK;
 }
 
-static int register_work(const publish_args *a, const sm_container_meta *meta, const char *jwe)
+/* The key server's registration body, as compact JSON in *out: built
+ * (lyrics and notes read, text checked) before anything is sent. */
+static int work_body(const publish_args *a, const sm_container_meta *meta, const char *jwe,
+                     char **out)
 {
-    char url[4096];
-    http_answer res;
+    *out = NULL;
     json_t *body = json_pack("{s:s,s:I,s:s,s:s,s:s}", "work_id", meta->work_id, "key_version",
                              (json_int_t)meta->key_version, "media_key_jwe", jwe, "title",
                              a->title, "media_type", meta->media_type);
@@ -379,22 +376,34 @@ static int register_work(const publish_args *a, const sm_container_meta *meta, c
     int rc = add_text_file(body, "lyrics", a->lyrics_file);
     if (rc == CLI_EXIT_OK)
         rc = add_text_file(body, "liner_notes", a->liner_notes_file);
-    char *text = rc == CLI_EXIT_OK ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (rc != CLI_EXIT_OK)
-        return rc;
-    if (text == NULL) {
-        cli_error("publish", "an argument is not UTF-8 text");
-        return CLI_EXIT_USAGE;
+    /* json_string() of text that is not UTF-8 is NULL, and setting NULL
+     * leaves the member out: count them to notice. */
+    size_t expected = 5 + (a->artist != NULL) + (a->album != NULL) + (a->credits != NULL) +
+                      (a->artwork != NULL) + (a->lyrics_file != NULL) +
+                      (a->liner_notes_file != NULL);
+    if (rc == CLI_EXIT_OK && json_object_size(body) != expected) {
+        cli_error("publish", "--artist, --album, --credits and --artwork must be UTF-8 text");
+        rc = CLI_EXIT_USAGE;
     }
+    if (rc == CLI_EXIT_OK && (*out = json_dumps(body, JSON_COMPACT)) == NULL) {
+        cli_error("publish", "out of memory");
+        rc = CLI_EXIT_FAILURE;
+    }
+    json_decref(body);
+    return rc;
+}
+
+static int register_work(const publish_args *a, const char *work_id, const char *body)
+{
+    char url[4096];
+    http_answer res;
     snprintf(url, sizeof(url), "%s/v1/works", a->key_server);
-    rc = https_call(a, "POST", url, "application/json", NULL, (const uint8_t *)text,
-                    strlen(text), PUBLISH_CALL_TIMEOUT_MS, &res);
-    free(text);
+    int rc = https_call(a, "POST", url, "application/json", NULL, (const uint8_t *)body,
+                        strlen(body), PUBLISH_CALL_TIMEOUT_MS, &res);
     if (rc != CLI_EXIT_OK)
         return rc;
     if (res.status == 201)
-        printf("%s: work %s registered\n", url, meta->work_id);
+        printf("%s: work %s registered\n", url, work_id);
     else
         rc = server_refused(url, &res);
     free(res.body);
@@ -419,7 +428,7 @@ int cmd_publish(int argc, char **argv)
     mapped_file container = {NULL, -1, NULL, 0}, preview = {NULL, -1, NULL, 0};
     sm_container_header *hdr = NULL;
     sm_mem_io src;
-    char *jwe = NULL;
+    char *jwe = NULL, *body = NULL;
     int rc = parse_publish_args(argc, argv, &a);
     if (rc != 0)
         return rc < 0 ? CLI_EXIT_OK : rc;
@@ -449,12 +458,12 @@ int cmd_publish(int argc, char **argv)
         rc = CLI_EXIT_FORMAT;
         goto done;
     }
-    if ((jwe = read_text(a.jwe, 16384)) == NULL) {
-        rc = CLI_EXIT_INPUT;
+    if ((rc = read_text(a.jwe, 16384, &jwe)) != CLI_EXIT_OK)
         goto done;
-    }
     jwe[strcspn(jwe, "\r\n")] = '\0';
     if (a.preview != NULL && (rc = map_file(a.preview, &preview)) != CLI_EXIT_OK)
+        goto done;
+    if ((rc = work_body(&a, &hdr->meta, jwe, &body)) != CLI_EXIT_OK)
         goto done;
     if (access(a.key, R_OK) != 0 || access(a.cert, R_OK) != 0) {
         cli_error("publish", "cannot read --cert %s or --key %s", a.cert, a.key);
@@ -476,9 +485,10 @@ int cmd_publish(int argc, char **argv)
                         &preview);
     }
     if (rc == CLI_EXIT_OK)
-        rc = register_work(&a, &hdr->meta, jwe);
+        rc = register_work(&a, hdr->meta.work_id, body);
     curl_global_cleanup();
 done:
+    free(body);
     free(jwe);
     sm_container_header_free(hdr);
     unmap_file(&container);

@@ -22,40 +22,55 @@ def _secmedia(*args, check=True):
     return result
 
 
-def test_publish_sell_license_deliver(env, sm_workspace):
-    # The media store on /, the key server on /ks (the more specific
-    # <Location>, configured after, wins there).
+def _servers(env):
+    """The media store on /, the key server on /ks (the more specific
+    <Location>, configured after, wins there), started, with the owner and
+    retailer1 registered: (media store, key server)."""
     issuer = env.httpd.https_url + "/ks"
     ms = MediaStore(env, keyserver_url=issuer, jwks_url=issuer + "/v1/jwks",
                     extra="MediaStoreTokenIssuer %s\nMediaStoreNotifyRetryInterval 1" % issuer)
     ks = KeyServer(env, location="/ks")
     assert ks.issuer == issuer
     env.httpd.start()
-    pki = env.pki
     admin = ks.client("admin")
     for role, path, id_key in (("owner", "/v1/owners", "owner_id"),
                                ("retailer1", "/v1/retailers", "retailer_id")):
         admin.post_json(path, {id_key: role, "name": role,
-                               "subject_dn": pki.client(role).subject_dn}, expect=201)
+                               "subject_dn": env.pki.client(role).subject_dn}, expect=201)
+    return ms, ks
 
-    # Flow 1: pack for the key server's encryption key, then publish.
-    work = sm_workspace.new_dir("publish")
-    plain = os.path.join(work, "song.ogg")
+
+def _packed(ks, work, work_id):
+    """A random 'song' packed for the key server: (plain path, .smc path)."""
+    plain = os.path.join(work, work_id + ".ogg")
     with open(plain, "wb") as f:
         f.write(secrets.token_bytes(50000))
-    preview = os.path.join(work, "song.preview.ogg")
-    with open(preview, "wb") as f:
-        f.write(b"OggS" + secrets.token_bytes(1000))
     enc = os.path.join(work, "keyserver-encryption.jwk")
     with open(enc, "w") as f:
         json.dump(ks.client().get_json("/v1/encryption-key"), f)
-    smc = os.path.join(work, "song.smc")
-    _secmedia("pack", plain, "-o", smc, "--work-id", "w-pub", "--recipient", enc)
-    owner = pki.client("owner")
-    publish = ["publish", smc, "--key-server", issuer,
-               "--media-store", env.httpd.https_url, "--cert", owner.cert,
-               "--key", owner.key, "--ca", pki.ca_cert, "--title", "Published Song",
-               "--artist", "Flow One", "--preview", preview]
+    smc = os.path.join(work, work_id + ".smc")
+    _secmedia("pack", plain, "-o", smc, "--work-id", work_id, "--recipient", enc)
+    return plain, smc
+
+
+def _publish_args(env, ks, smc):
+    owner = env.pki.client("owner")
+    return ["publish", smc, "--key-server", ks.issuer, "--media-store", env.httpd.https_url,
+            "--cert", owner.cert, "--key", owner.key, "--ca", env.pki.ca_cert]
+
+
+def test_publish_sell_license_deliver(env, sm_workspace):
+    ms, ks = _servers(env)
+    issuer = ks.issuer
+
+    # Flow 1: pack for the key server's encryption key, then publish.
+    work = sm_workspace.new_dir("publish")
+    plain, smc = _packed(ks, work, "w-pub")
+    preview = os.path.join(work, "song.preview.ogg")
+    with open(preview, "wb") as f:
+        f.write(b"OggS" + secrets.token_bytes(1000))
+    publish = _publish_args(env, ks, smc) + ["--title", "Published Song",
+                                             "--artist", "Flow One", "--preview", preview]
     out = _secmedia(*publish).stdout
     assert "stored" in out and "work w-pub registered" in out
     assert os.path.exists(ms.file_path("w-pub")) and os.path.exists(ms.file_path("w-pub", True))
@@ -121,3 +136,56 @@ def test_publish_sell_license_deliver(env, sm_workspace):
     ks.ledger_settled()                     # the delivery's entry is queued, then chained
     assert ks.query("SELECT COUNT(*) FROM ledger WHERE type = 'delivery'") == [("1",)]
     env.allow_log("SM02011", "SM02012")
+
+
+def test_publish_sends_every_metadata_option_and_checks_it_first(env, sm_workspace):
+    ms, ks = _servers(env)
+    work = sm_workspace.new_dir("publish-meta")
+    _, smc = _packed(ks, work, "w-meta")
+    lyrics = os.path.join(work, "lyrics.txt")
+    with open(lyrics, "w", encoding="utf-8") as f:
+        f.write("Première ligne\n\tdeuxième — ligne\n")
+    notes = os.path.join(work, "notes.txt")
+    with open(notes, "w", encoding="utf-8") as f:
+        f.write("Recorded live, 2026.\nMixed in one take.")
+    latin1 = os.path.join(work, "latin1.txt")
+    with open(latin1, "wb") as f:
+        f.write("Première".encode("latin-1"))
+    base = _publish_args(env, ks, smc) + ["--title", "Meta Song"]
+    tool = os.path.join(os.environ["SM_TOP_BUILDDIR"], "tools", "secmedia")
+
+    def nothing_sent():
+        assert not os.path.exists(ms.file_path("w-meta"))
+        assert ks.query("SELECT COUNT(*) FROM works WHERE work_id = 'w-meta'") == [("0",)]
+
+    # Every local input is checked before the first byte goes out: a
+    # lyrics file that is not UTF-8, a missing notes file, an argument
+    # that is not UTF-8, an artwork URL that is not https.
+    bad = _secmedia(*base, "--lyrics", latin1, check=False)
+    assert bad.returncode == 4 and "not UTF-8" in bad.stderr, bad.stderr
+    nothing_sent()
+    bad = _secmedia(*base, "--liner-notes", os.path.join(work, "missing.txt"), check=False)
+    assert bad.returncode == 3 and "missing.txt" in bad.stderr, bad.stderr
+    nothing_sent()
+    bad = subprocess.run([tool, *base, "--album", b"Caf\xe9"], capture_output=True,
+                         timeout=120)
+    assert bad.returncode == 2 and b"UTF-8" in bad.stderr, bad.stderr
+    nothing_sent()
+    bad = _secmedia(*base, "--artwork", "http://cdn.example/art.jpg", check=False)
+    assert bad.returncode == 2 and "--artwork" in bad.stderr, bad.stderr
+    nothing_sent()
+
+    out = _secmedia(*base, "--artist", "Ärtist", "--album", "Album №1", "--credits",
+                    "Words & music: A. N. Other", "--lyrics", lyrics, "--liner-notes", notes,
+                    "--artwork", "https://cdn.example/art/w-meta.jpg?size=large").stdout
+    assert "work w-meta registered" in out
+    meta = ks.client("owner").get_json("/v1/works/w-meta")
+    assert {k: meta.get(k) for k in ("title", "artist", "album", "credits", "lyrics",
+                                     "liner_notes", "artwork_ref", "media_type")} == {
+        "title": "Meta Song", "artist": "Ärtist", "album": "Album №1",
+        "credits": "Words & music: A. N. Other",
+        "lyrics": "Première ligne\n\tdeuxième — ligne\n",
+        "liner_notes": "Recorded live, 2026.\nMixed in one take.",
+        "artwork_ref": "https://cdn.example/art/w-meta.jpg?size=large",
+        "media_type": "audio/ogg"}
+    assert os.path.exists(ms.file_path("w-meta"))
