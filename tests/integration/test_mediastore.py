@@ -11,6 +11,7 @@ import glob
 import os
 import socket
 import ssl
+import struct
 import time
 
 import pytest
@@ -498,6 +499,38 @@ def test_delivery_complete_after_last_byte(env, published, sales, keyserver, pee
     keyserver.ledger_settled()
     assert keyserver.query("SELECT txn FROM ledger WHERE type = 'delivery' ORDER BY seq") == \
         [(txn_a,), (txn_b,)]
+    env.expect_log("SM02011", "SM02012")
+
+
+def test_aborted_full_get_completes_nothing(env, published, keyserver, containers):
+    """A player that drops the connection in the middle of a full GET has
+    not received the work: no delivery-complete (httpd marks the
+    connection aborted when the write fails). Big enough that the socket
+    buffers cannot take it all before the drop."""
+    big = pack_container(containers, "w-big", 16 * 1024 * 1024)
+    with open(big, "rb") as f:
+        data = f.read()
+    assert upload(env.client("owner"), "w-big", data).status_code == 201
+    txn, token = Sales(keyserver, "w-big").licensed()
+    ctx = ssl.create_default_context(cafile=env.pki.ca_cert)
+    raw = socket.create_connection(("127.0.0.1", env.httpd.https_port))
+    sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    sock.sendall(("GET /works/w-big HTTP/1.1\r\nHost: localhost\r\n"
+                  "Authorization: Bearer %s\r\n\r\n" % token).encode())
+    received = b""
+    while len(received) < 256 * 1024:
+        received += sock.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200 ")
+    # Reset, not a clean close: what a killed player leaves behind.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    assert logged_requests(env, "GET /works/w-big", 1)
+    time.sleep(0.5)
+    assert events(published) == []
+    # The same token, the whole work: now it is delivered.
+    r = env.client().get("/works/w-big", headers=bearer(token))
+    assert r.status_code == 200 and r.content == data
+    wait_events(published, [(txn, "w-big", "1")])
     env.expect_log("SM02011", "SM02012")
 
 
