@@ -39,6 +39,42 @@ def test_migrations_apply_once_and_are_recorded(env, sm_workspace):
     assert "0 migration(s) applied" in out
 
 
+def _schema(env, database):
+    """Everything a schema is made of, in comparable form: tables with
+    their definitions and rows (schema_version without its times),
+    routines and triggers."""
+    q = lambda sql: env.db.query(sql, database)   # noqa: E731
+    tables = sorted(r[0] for r in q("SHOW TABLES"))
+    shape = {}
+    for table in tables:
+        shape[table] = q("SHOW CREATE TABLE `%s`" % table)[0][1]
+        columns = ("version, name, sha256, min_module_version" if table == "schema_version"
+                   else "*")
+        shape[table + " rows"] = q("SELECT %s FROM `%s` ORDER BY 1" % (columns, table))
+    shape["routines"] = q("SELECT ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION "
+                          "FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '%s' "
+                          "ORDER BY 1" % database)
+    shape["triggers"] = q("SELECT TRIGGER_NAME, EVENT_MANIPULATION, EVENT_OBJECT_TABLE, "
+                          "ACTION_TIMING, ACTION_STATEMENT FROM information_schema.TRIGGERS "
+                          "WHERE TRIGGER_SCHEMA = '%s' ORDER BY 1" % database)
+    return shape
+
+
+@pytest.mark.parametrize("role", ["keyserver", "mediastore", "retail"])
+def test_schema_file_makes_the_database_the_migrations_make(env, role):
+    """sql/<role>.sql, for a new database in one `mariadb < file`, gives
+    the same tables, rows, routines, triggers and schema_version records
+    as the migrator; the migrator then finds nothing to do."""
+    migrated = env.migrated_database(role)
+    from_file = env.db.create_role_database(
+        role, [os.path.join(env.sql_dir, role + ".sql")], name="sm_%s_file" % role)
+    expected = _schema(env, migrated.name)
+    assert len(expected["routines"]) + len(expected) > 3
+    assert _schema(env, from_file.name) == expected
+    out = env.db.migrate(from_file.name, role, env.sql_dir)
+    assert "0 migration(s) applied" in out
+
+
 def test_migration_changed_after_apply_is_refused(env, sm_workspace):
     database = env.migrated_database("mediastore")
     sql = copy_sql_dir(env, os.path.join(sm_workspace.new_dir("sql-copy"), "sql"))
