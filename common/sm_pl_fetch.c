@@ -20,6 +20,8 @@ struct sm_pl_fetch {
     uint64_t size;      /* 0 until opened */
     int opened;
     unsigned long requests;
+    sm_pl_token_renew_fn renew;
+    void *renew_ctx;
 };
 
 static int parse_u64(const char **p, uint64_t *out)
@@ -55,6 +57,24 @@ int sm_pl_parse_content_range(const char *v, uint64_t *first, uint64_t *last, ui
     return 0;
 }
 
+/* "Authorization: Bearer <token>" in a new malloc'ed string. */
+static char *auth_header(const char *token)
+{
+    size_t hlen = strlen(token) + sizeof("Authorization: Bearer ");
+    char *h = malloc(hlen);
+    if (h != NULL)
+        snprintf(h, hlen, "Authorization: Bearer %s", token);
+    return h;
+}
+
+static void free_wiped(char *s)
+{
+    if (s != NULL) {
+        sm_wipe(s, strlen(s));
+        free(s);
+    }
+}
+
 sm_status sm_pl_fetch_new(const sm_pl_transport *tr, char *const *urls, size_t url_count,
                           const char *token, size_t window, sm_pl_fetch **out, sm_error *err)
 {
@@ -71,8 +91,7 @@ sm_status sm_pl_fetch_new(const sm_pl_transport *tr, char *const *urls, size_t u
     f->tr = *tr;
     f->window = window;
     f->urls = calloc(url_count, sizeof(char *));
-    size_t hlen = strlen(token) + sizeof("Authorization: Bearer ");
-    f->auth_header = malloc(hlen);
+    f->auth_header = auth_header(token);
     f->buf = malloc(window);
     int ok = f->urls != NULL && f->auth_header != NULL && f->buf != NULL;
     for (size_t i = 0; ok && i < url_count; i++) {
@@ -84,8 +103,31 @@ sm_status sm_pl_fetch_new(const sm_pl_transport *tr, char *const *urls, size_t u
         sm_pl_fetch_free(f);
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     }
-    snprintf(f->auth_header, hlen, "Authorization: Bearer %s", token);
     *out = f;
+    return SM_OK;
+}
+
+void sm_pl_fetch_set_renewal(sm_pl_fetch *f, sm_pl_token_renew_fn fn, void *ctx)
+{
+    f->renew = fn;
+    f->renew_ctx = ctx;
+}
+
+/* A new delivery token from the renewal callback, in the header. */
+static sm_status renew_token(sm_pl_fetch *f, sm_error *err)
+{
+    char *token = NULL;
+    sm_status st = f->renew(f->renew_ctx, &token, err);
+    if (st != SM_OK)
+        return st;
+    char *h = token != NULL && token[0] != '\0' ? auth_header(token) : NULL;
+    int empty = token == NULL || token[0] == '\0';
+    free_wiped(token);
+    if (h == NULL)
+        return sm_error_set(err, empty ? SM_ERR_ARG : SM_ERR_NOMEM,
+                            empty ? "the renewal gave no delivery token" : "out of memory");
+    free_wiped(f->auth_header);
+    f->auth_header = h;
     return SM_OK;
 }
 
@@ -96,10 +138,7 @@ void sm_pl_fetch_free(sm_pl_fetch *f)
     for (size_t i = 0; f->urls != NULL && i < f->url_count; i++)
         free(f->urls[i]);
     free(f->urls);
-    if (f->auth_header != NULL) {
-        sm_wipe(f->auth_header, strlen(f->auth_header));
-        free(f->auth_header);
-    }
+    free_wiped(f->auth_header);
     free(f->buf);
     free(f);
 }
@@ -168,6 +207,9 @@ static sm_status fetch_from(sm_pl_fetch *f, size_t m, uint64_t first, uint64_t l
             st = sm_error_set(err, SM_ERR_UNAVAILABLE,
                               "%s answered 200 instead of 206 to a range request (the server "
                               "does not support ranges)", shown);
+        else if (rs.status == 401 && strcmp(slug, "token-expired") == 0)
+            st = sm_error_set(err, SM_ERR_EXPIRED, "%s answered HTTP 401 (token-expired)",
+                              shown);
         else
             st = sm_error_set(err, SM_ERR_UNAVAILABLE, "%s answered HTTP %ld%s%s%s", shown,
                               rs.status, slug[0] ? " (" : "", slug, slug[0] ? ")" : "");
@@ -193,17 +235,25 @@ static sm_status fetch_from(sm_pl_fetch *f, size_t m, uint64_t first, uint64_t l
     return st;
 }
 
-/* Tries the mirror in use, then the others in order. */
+/* Tries the mirror in use, then the others in order. A mirror that finds
+ * the token expired gets the request again with a renewed one (once). */
 static sm_status fetch_range(sm_pl_fetch *f, uint64_t first, uint64_t last, uint8_t *dst,
                              size_t *got, sm_error *err)
 {
     sm_error last_err = {SM_OK, ""};
-    int all_cert = 1;
+    int all_cert = 1, renewed = 0;
     for (size_t k = 0; k < f->url_count; k++) {
         size_t m = (f->current + k) % f->url_count;
         uint64_t size = 0;
         sm_error e = {SM_OK, ""};
         sm_status st = fetch_from(f, m, first, last, dst, got, &size, &e);
+        if (st == SM_ERR_EXPIRED && f->renew != NULL && !renewed) {
+            renewed = 1;
+            st = renew_token(f, err);
+            if (st != SM_OK)
+                return st;
+            st = fetch_from(f, m, first, last, dst, got, &size, &e);
+        }
         if (st == SM_OK) {
             f->current = m;
             if (!f->opened) {

@@ -29,6 +29,14 @@ sm_status sm_pl_fetch_new(const sm_pl_transport *tr, char *const *urls, size_t u
  * container's size from Content-Range. */
 sm_status sm_pl_fetch_open(sm_pl_fetch *f, sm_error *err);
 
+/* Asked for a new delivery token when a media store answers 401
+ * token-expired (the token outlived its lifetime during a play): *token is
+ * malloc'ed, then wiped and freed by the fetcher, which repeats the request
+ * once with it. An error ends the read with its message (e.g. the key
+ * server's refusal in plain words). */
+typedef sm_status (*sm_pl_token_renew_fn)(void *ctx, char **token, sm_error *err);
+void sm_pl_fetch_set_renewal(sm_pl_fetch *f, sm_pl_token_renew_fn fn, void *ctx);
+
 uint64_t sm_pl_fetch_size(const sm_pl_fetch *f);
 /* Index of the mirror in use. */
 size_t sm_pl_fetch_mirror(const sm_pl_fetch *f);

@@ -29,6 +29,8 @@ static const struct {
      "License refused: the steering file's voucher has expired."},
     {"work-withdrawn", SM_PL_REFUSAL_WORK_WITHDRAWN,
      "License refused: the work has been withdrawn."},
+    {"no-license", SM_PL_REFUSAL_NO_LICENSE,
+     "License refused: the key server has issued no license for this purchase yet."},
     {"service-unavailable", SM_PL_REFUSAL_UNAVAILABLE,
      "The key server is unavailable right now; try again later."},
 };
@@ -50,12 +52,13 @@ static const char *refusal_sentence(const char *slug)
 }
 
 sm_status sm_pl_license_build_request(const char *voucher, const sm_jwk *device_key,
-                                      const char *license_url, int64_t now, char **body_out,
-                                      char **proof_out, sm_error *err)
+                                      const char *license_url, int64_t now, int delivery_only,
+                                      char **body_out, char **proof_out, sm_error *err)
 {
     *body_out = NULL;
     *proof_out = NULL;
-    json_t *o = json_pack("{s:s}", "voucher", voucher);
+    json_t *o = delivery_only ? json_pack("{s:s,s:b}", "voucher", voucher, "delivery_only", 1)
+                              : json_pack("{s:s}", "voucher", voucher);
     char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (body == NULL)
@@ -176,10 +179,12 @@ static int token_syntax_ok(const char *s, int parts)
     return dots == parts - 1;
 }
 
+/* A license answer, or with renewal a delivery-token renewal's (no key). */
 static sm_status parse_license(const uint8_t *body, size_t len, const char *expected_work_id,
-                               sm_pl_license **out, sm_error *err)
+                               int renewal, sm_pl_license **out, sm_error *err)
 {
-    static const char what[] = "The key server sent an invalid license";
+    const char *what = renewal ? "The key server sent an invalid delivery-token renewal"
+                               : "The key server sent an invalid license";
     json_t *o = NULL;
     sm_status st = sm_json_parse_object(body, len, SM_PL_LICENSE_MAX_ANSWER, what, &o, err);
     if (st != SM_OK)
@@ -209,9 +214,11 @@ static sm_status parse_license(const uint8_t *body, size_t len, const char *expe
                           expected_work_id);
     else if (key_version == 0)
         st = sm_error_set(err, SM_ERR_FORMAT, "%s: \"key_version\" must be at least 1", what);
-    else if (jwe == NULL || !token_syntax_ok(jwe, 5))
+    else if (!renewal && (jwe == NULL || !token_syntax_ok(jwe, 5)))
         st = sm_error_set(err, SM_ERR_FORMAT, "%s: \"key_jwe\" is missing or not a compact JWE",
                           what);
+    else if (renewal && jwe != NULL)
+        st = sm_error_set(err, SM_ERR_FORMAT, "%s: it carries a \"key_jwe\"", what);
     else if (tok == NULL || !token_syntax_ok(tok, 3))
         st = sm_error_set(err, SM_ERR_FORMAT,
                           "%s: \"delivery_token\" is missing or not a compact JWS", what);
@@ -231,7 +238,7 @@ static sm_status parse_license(const uint8_t *body, size_t len, const char *expe
     }
     lic->txn = dup_field(o, "txn");
     lic->work_id = dup_field(o, "work_id");
-    lic->key_jwe = dup_field(o, "key_jwe");
+    lic->key_jwe = renewal ? NULL : dup_field(o, "key_jwe");
     lic->delivery_token = dup_field(o, "delivery_token");
     lic->key_version = (uint32_t)key_version;
     lic->delivery_expires_at = (int64_t)dexp;
@@ -248,8 +255,8 @@ static sm_status parse_license(const uint8_t *body, size_t len, const char *expe
                               what);
     }
     json_decref(o);
-    if (st == SM_OK && (lic->txn == NULL || lic->work_id == NULL || lic->key_jwe == NULL ||
-                        lic->delivery_token == NULL))
+    if (st == SM_OK && (lic->txn == NULL || lic->work_id == NULL ||
+                        (!renewal && lic->key_jwe == NULL) || lic->delivery_token == NULL))
         st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
     if (st != SM_OK) {
         sm_pl_license_free(lic);
@@ -259,9 +266,9 @@ static sm_status parse_license(const uint8_t *body, size_t len, const char *expe
     return SM_OK;
 }
 
-sm_status sm_pl_license_parse_answer(long status, const char *content_type, const uint8_t *body,
-                                     size_t len, const char *expected_work_id,
-                                     sm_pl_license **out, sm_pl_refusal *refusal, sm_error *err)
+static sm_status parse_answer(long status, const char *content_type, const uint8_t *body,
+                              size_t len, const char *expected_work_id, int renewal,
+                              sm_pl_license **out, sm_pl_refusal *refusal, sm_error *err)
 {
     *out = NULL;
     if (refusal != NULL)
@@ -272,19 +279,34 @@ sm_status sm_pl_license_parse_answer(long status, const char *content_type, cons
         return sm_error_set(err, SM_ERR_FORMAT,
                             "The key server sent an invalid license: the answer is not "
                             "application/json");
-    return parse_license(body, len, expected_work_id, out, err);
+    return parse_license(body, len, expected_work_id, renewal, out, err);
 }
 
-sm_status sm_pl_license_request(const sm_pl_transport *tr, const sm_steer *steer,
-                                const sm_jwk *device_key, sm_pl_license **out,
-                                sm_pl_refusal *refusal, sm_error *err)
+sm_status sm_pl_license_parse_answer(long status, const char *content_type, const uint8_t *body,
+                                     size_t len, const char *expected_work_id,
+                                     sm_pl_license **out, sm_pl_refusal *refusal, sm_error *err)
+{
+    return parse_answer(status, content_type, body, len, expected_work_id, 0, out, refusal, err);
+}
+
+sm_status sm_pl_license_parse_renewal(long status, const char *content_type,
+                                      const uint8_t *body, size_t len,
+                                      const char *expected_work_id, sm_pl_license **out,
+                                      sm_pl_refusal *refusal, sm_error *err)
+{
+    return parse_answer(status, content_type, body, len, expected_work_id, 1, out, refusal, err);
+}
+
+static sm_status license_call(const sm_pl_transport *tr, const sm_steer *steer,
+                              const sm_jwk *device_key, int renewal, sm_pl_license **out,
+                              sm_pl_refusal *refusal, sm_error *err)
 {
     *out = NULL;
     if (refusal != NULL)
         *refusal = SM_PL_REFUSAL_NONE;
     char *body = NULL, *proof = NULL;
     sm_status st = sm_pl_license_build_request(steer->voucher, device_key, steer->license_url, 0,
-                                               &body, &proof, err);
+                                               renewal, &body, &proof, err);
     if (st != SM_OK)
         return st;
     size_t hlen = strlen(proof) + sizeof("DPoP: ");
@@ -307,8 +329,8 @@ sm_status sm_pl_license_request(const sm_pl_transport *tr, const sm_steer *steer
     sm_pl_http_response rs;
     st = tr->perform(tr->ctx, &rq, &rs, err);
     if (st == SM_OK)
-        st = sm_pl_license_parse_answer(rs.status, rs.content_type, rs.body, rs.len,
-                                        steer->work_id, out, refusal, err);
+        st = parse_answer(rs.status, rs.content_type, rs.body, rs.len, steer->work_id, renewal,
+                          out, refusal, err);
     if (rs.body != NULL)
         sm_wipe(rs.body, rs.len); /* holds the delivery token */
     sm_pl_http_response_clear(&rs);
@@ -317,6 +339,20 @@ sm_status sm_pl_license_request(const sm_pl_transport *tr, const sm_steer *steer
     free(proof);
     free(body);
     return st;
+}
+
+sm_status sm_pl_license_request(const sm_pl_transport *tr, const sm_steer *steer,
+                                const sm_jwk *device_key, sm_pl_license **out,
+                                sm_pl_refusal *refusal, sm_error *err)
+{
+    return license_call(tr, steer, device_key, 0, out, refusal, err);
+}
+
+sm_status sm_pl_license_renew(const sm_pl_transport *tr, const sm_steer *steer,
+                              const sm_jwk *device_key, sm_pl_license **out,
+                              sm_pl_refusal *refusal, sm_error *err)
+{
+    return license_call(tr, steer, device_key, 1, out, refusal, err);
 }
 
 static void free_wiped(char *s)

@@ -29,6 +29,7 @@ typedef enum sm_pl_refusal {
     SM_PL_REFUSAL_WRONG_DEVICE,
     SM_PL_REFUSAL_VOUCHER_EXPIRED,
     SM_PL_REFUSAL_WORK_WITHDRAWN,
+    SM_PL_REFUSAL_NO_LICENSE,  /* a renewal before any license (409 no-license) */
     SM_PL_REFUSAL_UNAVAILABLE, /* 503 service-unavailable */
     SM_PL_REFUSAL_OTHER
 } sm_pl_refusal;
@@ -37,7 +38,7 @@ typedef struct sm_pl_license {
     char *txn;
     char *work_id;
     uint32_t key_version;
-    char *key_jwe;          /* compact JWE to the device key */
+    char *key_jwe;          /* compact JWE to the device key; NULL in a renewal */
     char *delivery_token;   /* bearer token for the media stores (wiped on free) */
     int64_t delivery_expires_at;
     int rental;             /* 0 purchase, 1 rental */
@@ -47,11 +48,12 @@ typedef struct sm_pl_license {
     uint32_t activation_limit;
 } sm_pl_license;
 
-/* The request body {"voucher":"..."} (malloc'ed) and the DPoP proof for
- * POST license_url, made with the device key at `now` (0 = now). */
+/* The request body {"voucher":"..."} (with "delivery_only":true for a
+ * delivery-token renewal; malloc'ed) and the DPoP proof for POST
+ * license_url, made with the device key at `now` (0 = now). */
 sm_status sm_pl_license_build_request(const char *voucher, const sm_jwk *device_key,
-                                      const char *license_url, int64_t now, char **body_out,
-                                      char **proof_out, sm_error *err);
+                                      const char *license_url, int64_t now, int delivery_only,
+                                      char **body_out, char **proof_out, sm_error *err);
 
 /* Interprets an answer: 200 application/json -> *out (checked against
  * expected_work_id when not NULL); anything else -> an error whose message
@@ -62,6 +64,13 @@ sm_status sm_pl_license_parse_answer(long status, const char *content_type, cons
                                      size_t len, const char *expected_work_id,
                                      sm_pl_license **out, sm_pl_refusal *refusal, sm_error *err);
 
+/* The same for the answer to a delivery-token renewal (PROTOCOL.md §2.6):
+ * the license answer without "key_jwe" (*out's key_jwe is NULL). */
+sm_status sm_pl_license_parse_renewal(long status, const char *content_type,
+                                      const uint8_t *body, size_t len,
+                                      const char *expected_work_id, sm_pl_license **out,
+                                      sm_pl_refusal *refusal, sm_error *err);
+
 /* The plain-words sentence for a refusal slug and the enum it maps to. */
 sm_pl_refusal sm_pl_refusal_from_slug(const char *slug);
 
@@ -69,6 +78,13 @@ sm_pl_refusal sm_pl_refusal_from_slug(const char *slug);
 sm_status sm_pl_license_request(const sm_pl_transport *tr, const sm_steer *steer,
                                 const sm_jwk *device_key, sm_pl_license **out,
                                 sm_pl_refusal *refusal, sm_error *err);
+
+/* A delivery-token renewal for steer's purchase: a new token without
+ * spending an activation, for a device that kept the key of an earlier
+ * license. SM_PL_REFUSAL_NO_LICENSE when the key server issued none. */
+sm_status sm_pl_license_renew(const sm_pl_transport *tr, const sm_steer *steer,
+                              const sm_jwk *device_key, sm_pl_license **out,
+                              sm_pl_refusal *refusal, sm_error *err);
 
 void sm_pl_license_free(sm_pl_license *lic);
 

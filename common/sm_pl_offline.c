@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "sm_b64.h"
+#include "sm_file.h"
 #include "sm_json.h"
 #include "sm_pl_offline.h"
 #include "sm_secmem.h"
@@ -439,4 +440,100 @@ sm_status sm_pl_offline_commit(sm_pl_offline_writer *w, const sm_pl_license *lic
     }
     sm_pl_offline_abort(w);
     return st;
+}
+
+/* --- licenses of streaming plays ---------------------------------------------- */
+
+/* <store>/streaming/<entry name>.json (malloc'ed), its directory in *dir
+ * (malloc'ed) when dir is not NULL. */
+static sm_status streaming_path(const char *store, const sm_steer *steer, char **path,
+                                char **dir, sm_error *err)
+{
+    *path = NULL;
+    char name[44 + 5];
+    sm_status st = sm_pl_offline_entry_name(steer->voucher, name, err);
+    if (st != SM_OK)
+        return st;
+    strcat(name, ".json");
+    char *d = path_join(store, SM_PL_STREAMING_DIR);
+    *path = d != NULL ? path_join(d, name) : NULL;
+    if (*path == NULL) {
+        free(d);
+        return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    }
+    if (dir != NULL)
+        *dir = d;
+    else
+        free(d);
+    return SM_OK;
+}
+
+sm_status sm_pl_streaming_find(const char *store, const sm_steer *steer,
+                               sm_pl_offline_entry **out, sm_error *err)
+{
+    *out = NULL;
+    char *path = NULL;
+    sm_status st = streaming_path(store, steer, &path, NULL, err);
+    if (st != SM_OK)
+        return st;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    st = read_small_file(path, SM_PL_OFFLINE_LICENSE_MAX, &bytes, &len, err);
+    sm_pl_offline_entry *e = NULL;
+    if (st == SM_OK && (e = calloc(1, sizeof(*e))) == NULL)
+        st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    if (st == SM_OK) {
+        char what[600];
+        snprintf(what, sizeof(what), "kept license %s", path);
+        st = sm_pl_offline_parse_license(bytes, len, steer->work_id, what, e, err);
+    }
+    /* Anything there but unusable is "damaged": the caller forgets it. */
+    if (st != SM_OK && st != SM_ERR_NOT_FOUND && st != SM_ERR_NOMEM)
+        st = SM_ERR_FORMAT;
+    if (bytes != NULL) {
+        sm_wipe(bytes, len);
+        free(bytes);
+    }
+    free(path);
+    if (st != SM_OK) {
+        sm_pl_offline_entry_free(e);
+        return st;
+    }
+    *out = e;
+    return SM_OK;
+}
+
+sm_status sm_pl_streaming_keep(const char *store, const sm_steer *steer,
+                               const sm_pl_license *lic, const char *media_type,
+                               uint64_t container_size, int64_t now, sm_error *err)
+{
+    if (lic->key_jwe == NULL)
+        return sm_error_set(err, SM_ERR_ARG, "only a license with its key can be kept");
+    char *path = NULL, *dir = NULL;
+    sm_status st = streaming_path(store, steer, &path, &dir, err);
+    if (st != SM_OK)
+        return st;
+    st = make_dirs(dir, err);
+    char *text = st == SM_OK ? sm_pl_offline_license_text(lic, media_type, container_size,
+                                                          now != 0 ? now : (int64_t)time(NULL))
+                             : NULL;
+    if (st == SM_OK && text == NULL)
+        st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    if (st == SM_OK)
+        st = sm_file_write_atomic(path, text, strlen(text), 0600, 1, err);
+    if (text != NULL) {
+        sm_wipe(text, strlen(text));
+        free(text);
+    }
+    free(path);
+    free(dir);
+    return st;
+}
+
+void sm_pl_streaming_forget(const char *store, const sm_steer *steer)
+{
+    char *path = NULL;
+    if (streaming_path(store, steer, &path, NULL, NULL) == SM_OK)
+        unlink(path);
+    free(path);
 }

@@ -23,6 +23,7 @@
 struct sm_pl_session {
     sm_steer *steer;
     sm_jwk *device_key;
+    sm_pl_transport tr;       /* online: for delivery-token renewals */
     sm_secret *media_key;
     sm_pl_fetch *fetch;       /* online */
     sm_fd_io fdio;            /* offline */
@@ -163,26 +164,118 @@ static sm_status open_offline(sm_pl_session *s, const sm_pl_options *o,
                        e->key_version, err);
 }
 
-static sm_status open_online(sm_pl_session *s, const sm_pl_options *o, sm_pl_refusal *refusal,
-                             sm_error *err)
+/* A delivery-token renewal for the purchase whose license was kept from
+ * an earlier online play (store/streaming/): *lic gets the renewal with the
+ * kept key_jwe filled in. SM_ERR_NOT_FOUND when there is no usable kept
+ * license (none, damaged, for another device key, or the key server has
+ * none on record: those are forgotten), so the caller asks for a license;
+ * any other failure is the renewal's refusal or network error. */
+static sm_status renew_kept(const sm_pl_transport *tr, const sm_steer *steer,
+                            const sm_jwk *device_key, const char *store, sm_pl_license **lic,
+                            sm_pl_refusal *refusal, sm_error *err)
+{
+    *lic = NULL;
+    sm_pl_offline_entry *kept = NULL;
+    sm_status st = sm_pl_streaming_find(store, steer, &kept, NULL);
+    if (st == SM_ERR_FORMAT)
+        sm_pl_streaming_forget(store, steer);
+    if (st != SM_OK)
+        return SM_ERR_NOT_FOUND;
+    /* Opens with this device key? (Another key file: the old one's
+     * license is no use.) */
+    sm_secret *probe = NULL;
+    if (unwrap(device_key, kept->key_jwe, "The kept license", &probe, NULL) != SM_OK) {
+        sm_pl_offline_entry_free(kept);
+        sm_pl_streaming_forget(store, steer);
+        return SM_ERR_NOT_FOUND;
+    }
+    sm_secret_free(probe);
+    sm_pl_refusal r = SM_PL_REFUSAL_NONE;
+    st = sm_pl_license_renew(tr, steer, device_key, lic, &r, err);
+    if (st == SM_OK && ((*lic)->key_version != kept->key_version ||
+                        strcmp((*lic)->txn, kept->txn) != 0)) {
+        st = SM_ERR_NOT_FOUND; /* the purchase is not the kept one's any more */
+    } else if (st == SM_OK && ((*lic)->key_jwe = strdup(kept->key_jwe)) == NULL) {
+        st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
+    } else if (st != SM_OK && r == SM_PL_REFUSAL_NO_LICENSE) {
+        st = SM_ERR_NOT_FOUND;
+    }
+    if (st == SM_ERR_NOT_FOUND)
+        sm_pl_streaming_forget(store, steer);
+    if (st != SM_OK) {
+        sm_pl_license_free(*lic);
+        *lic = NULL;
+        if (st != SM_ERR_NOT_FOUND && refusal != NULL)
+            *refusal = r;
+    }
+    sm_pl_offline_entry_free(kept);
+    return st;
+}
+
+/* The license for an online play or a fetch: a renewal when a license was
+ * kept from an earlier online play (no activation spent; *renewed 1, may be
+ * NULL), else a new one. store may be NULL (nothing kept). */
+static sm_status obtain_license(const sm_pl_transport *tr, const sm_steer *steer,
+                                const sm_jwk *device_key, const char *store,
+                                sm_pl_license **lic, int *renewed, sm_pl_refusal *refusal,
+                                sm_error *err)
+{
+    if (renewed != NULL)
+        *renewed = 0;
+    sm_status st = store != NULL
+                       ? renew_kept(tr, steer, device_key, store, lic, refusal, err)
+                       : SM_ERR_NOT_FOUND;
+    if (st == SM_OK && renewed != NULL)
+        *renewed = 1;
+    if (st == SM_ERR_NOT_FOUND)
+        st = sm_pl_license_request(tr, steer, device_key, lic, refusal, err);
+    return st;
+}
+
+/* A new delivery token during a play (an sm_pl_token_renew_fn). */
+static sm_status renew_during_play(void *ctx, char **token, sm_error *err)
+{
+    sm_pl_session *s = ctx;
+    sm_pl_license *lic = NULL;
+    sm_status st = sm_pl_license_renew(&s->tr, s->steer, s->device_key, &lic, NULL, err);
+    if (st == SM_OK) {
+        *token = lic->delivery_token;
+        lic->delivery_token = NULL;
+    }
+    sm_pl_license_free(lic);
+    return st;
+}
+
+static sm_status open_online(sm_pl_session *s, const sm_pl_options *o, const char *store,
+                             sm_pl_refusal *refusal, sm_error *err)
 {
     if (o->transport == NULL)
         return sm_error_set(err, SM_ERR_UNAVAILABLE,
                             "Network failure: this purchase is not stored for offline play and "
                             "the network is not used");
+    s->tr = *o->transport;
     sm_pl_license *lic = NULL;
-    sm_status st = sm_pl_license_request(o->transport, s->steer, s->device_key, &lic, refusal, err);
+    int renewed = 0;
+    sm_status st = obtain_license(&s->tr, s->steer, s->device_key, store, &lic, &renewed,
+                                  refusal, err);
     if (st == SM_OK)
         st = unwrap(s->device_key, lic->key_jwe, "The media key sent by the key server",
                     &s->media_key, err);
     if (st == SM_OK)
-        st = sm_pl_fetch_new(o->transport, s->steer->media_urls, s->steer->media_url_count,
+        st = sm_pl_fetch_new(&s->tr, s->steer->media_urls, s->steer->media_url_count,
                              lic->delivery_token, o->window, &s->fetch, err);
-    if (st == SM_OK)
+    if (st == SM_OK) {
+        sm_pl_fetch_set_renewal(s->fetch, renew_during_play, s);
         st = sm_pl_fetch_open(s->fetch, err);
+    }
     if (st == SM_OK)
         st = open_reader(s, sm_pl_fetch_read_at, s->fetch, sm_pl_fetch_size(s->fetch), o,
                          lic->work_id, lic->key_version, err);
+    /* Kept for the next play; a store that cannot take it costs that play
+     * an activation, not this one its sound. */
+    if (st == SM_OK && store != NULL && !renewed)
+        (void)sm_pl_streaming_keep(store, s->steer, lic, s->media_type,
+                                   sm_pl_fetch_size(s->fetch), o->now, NULL);
     sm_pl_license_free(lic);
     return st;
 }
@@ -217,7 +310,7 @@ sm_status sm_pl_session_open(const sm_pl_options *o, const uint8_t *steer, size_
     }
     sm_pl_offline_entry *entry = NULL;
     if (st == SM_OK && !have_store) {
-        st = open_online(s, o, refusal, err);
+        st = open_online(s, o, NULL, refusal, err);
     } else if (st == SM_OK) {
         sm_error e = {SM_OK, ""};
         sm_status found = sm_pl_offline_find(store, s->steer, o->now, &entry, &e);
@@ -229,7 +322,7 @@ sm_status sm_pl_session_open(const sm_pl_options *o, const uint8_t *steer, size_
         if (found == SM_OK) {
             st = open_offline(s, o, entry, err);
         } else if (found == SM_ERR_NOT_FOUND) {
-            st = open_online(s, o, refusal, err);
+            st = open_online(s, o, store, refusal, err);
         } else {
             if (found == SM_ERR_EXPIRED && refusal != NULL)
                 *refusal = SM_PL_REFUSAL_RENTAL_EXPIRED;
@@ -393,7 +486,7 @@ sm_status sm_pl_fetch_offline(const sm_pl_options *o, const sm_steer *steer, int
     sm_pl_fetch *f = NULL;
     uint64_t size = 0;
     char media_type[SM_MEDIA_TYPE_MAX + 1] = "";
-    st = sm_pl_license_request(o->transport, steer, device_key, &lic, refusal, err);
+    st = obtain_license(o->transport, steer, device_key, store, &lic, NULL, refusal, err);
     if (st == SM_OK)
         st = unwrap(device_key, lic->key_jwe, "The media key sent by the key server", &key, err);
     if (st == SM_OK)

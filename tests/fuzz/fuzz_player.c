@@ -114,6 +114,31 @@ static void check_offline_round_trip(const sm_pl_license *lic)
     free(text);
 }
 
+
+/* The renewal parser (PROTOCOL.md §2.6) on the same bytes: a license has
+ * a key_jwe and a renewal must not, so never both accept. */
+static void check_renewal(const uint8_t *body, size_t blen, const char *expected, int license_ok)
+{
+    sm_pl_license *r = (sm_pl_license *)&r; /* must be overwritten */
+    sm_error err = {SM_OK, ""};
+    sm_status st =
+        sm_pl_license_parse_renewal(200, "application/json", body, blen, expected, &r, NULL, &err);
+    if (st != SM_OK) {
+        require_message(st, &err);
+        require(r == NULL, "renewal output set on failure");
+        require(strncmp(err.message, "The key server sent an invalid delivery-token renewal",
+                        53) == 0,
+                "bad renewal message wording");
+        return;
+    }
+    require(!license_ok, "the same answer accepted as a license and as a renewal");
+    require(r->key_jwe == NULL, "a renewal with a key");
+    require(r->delivery_token != NULL && jose_parts(r->delivery_token) == 3,
+            "renewal delivery_token is a compact JWS");
+    require(expected == NULL || strcmp(r->work_id, expected) == 0, "renewal work_id");
+    sm_pl_license_free(r);
+}
+
 static void fuzz_license(const uint8_t *in, size_t len)
 {
     if (len == 0)
@@ -127,6 +152,7 @@ static void fuzz_license(const uint8_t *in, size_t len)
     sm_status st = sm_pl_license_parse_answer(200, "application/json", body, blen, expected, &lic,
                                               &refusal, &err);
     require(refusal == SM_PL_REFUSAL_NONE, "a 200 answer is no refusal");
+    check_renewal(body, blen, expected, st == SM_OK);
     if (st != SM_OK) {
         require_message(st, &err);
         require(lic == NULL, "output set on failure");

@@ -424,6 +424,49 @@ def _check_offline_entry(offline_dir, sale, shop):
                              shop.delivery_jtis(sale.txn))
 
 
+def test_later_online_plays_renew_the_token_instead_of_an_activation(plugin, shop, device,
+                                                                      outdir, reference):
+    """PLAYER.md §1.5: the first online play spends one activation and
+    keeps the licence (the key still wrapped to the device key, no media);
+    later online plays ask the real key server only for a new delivery
+    token. Forgetting the kept licence costs an activation again."""
+    import base64
+    import hashlib
+    import json
+    fmt = "opus"
+    sale = buy(shop, device, fmt, outdir)
+    store = os.path.join(outdir, "store")
+    spent_proofs = lambda: int(shop.ks.query(   # noqa: E731  renewals spend theirs here
+        "SELECT COUNT(*) FROM dpop_jtis WHERE jkt = '%s'" % device[1])[0][0])
+    before = spent_proofs()
+    for name in ("first", "second", "third"):
+        got = play(sale, outdir, name, device[0], shop, offline_dir=store)
+        assert got.returncode == 0, got.describe()
+        assert_same_pcm(fmt, got.audio, reference(fmt).audio, name + " play")
+        assert not vs.secrets_in(got.log + got.stderr + got.stdout, sale.work, sale.voucher,
+                                 shop.delivery_jtis(sale.txn)), got.log_path
+    assert shop.license_count(sale.txn) == 1
+    assert shop.ks.query("SELECT activations FROM transactions WHERE txn = '%s'"
+                         % sale.txn) == [("1",)]
+    assert spent_proofs() == before + 2
+    entry = base64.urlsafe_b64encode(hashlib.sha256(sale.voucher.encode()).digest()) \
+        .decode().rstrip("=")
+    assert sorted(os.listdir(store)) == ["streaming"]
+    kept = os.path.join(store, "streaming", entry + ".json")
+    assert sorted(os.listdir(os.path.dirname(kept))) == [entry + ".json"]
+    assert os.stat(kept).st_mode & 0o077 == 0
+    with open(kept) as f:
+        text = f.read()
+    lic = json.loads(text)
+    assert lic["txn"] == sale.txn and lic["key_jwe"].count(".") == 4
+    assert not vs.secrets_in(text.replace(lic["key_jwe"], ""), sale.work, sale.voucher,
+                             shop.delivery_jtis(sale.txn))
+    os.unlink(kept)
+    got = play(sale, outdir, "forgotten", device[0], shop, offline_dir=store)
+    assert got.returncode == 0, got.describe()
+    assert shop.license_count(sale.txn) == 2 and os.path.exists(kept)
+
+
 def _servers_down(shop):
     """Stop the shop's httpd for the block; start it again afterwards."""
     import contextlib

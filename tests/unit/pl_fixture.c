@@ -85,7 +85,10 @@ static sm_status key_server(plf_world *w, const sm_pl_http_request *rq, sm_pl_ht
     json_error_t jerr;
     json_t *body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
     const char *voucher = json_string_value(json_object_get(body, "voucher"));
-    if (voucher == NULL || strcmp(voucher, VOUCHER) != 0 || json_object_size(body) != 1)
+    json_t *only = json_object_get(body, "delivery_only");
+    int renewal = json_is_true(only);
+    if (voucher == NULL || strcmp(voucher, VOUCHER) != 0 ||
+        json_object_size(body) != (only != NULL ? 2u : 1u) || (only != NULL && !renewal))
         snprintf(w->ks_last_error, sizeof(w->ks_last_error), "bad body");
     json_decref(body);
     sm_dpop_expect e;
@@ -102,13 +105,24 @@ static sm_status key_server(plf_world *w, const sm_pl_http_request *rq, sm_pl_ht
                       strlen(w->ks_raw_body), err);
     if (w->ks_status != 200)
         return problem(rq, rs, w->ks_status, w->ks_slug, w->ks_detail, err);
+    if (renewal && w->ks_licenses == 0)
+        return problem(rq, rs, 409, "no-license", "request a license first", err);
     char *jwe = NULL;
-    ck_assert_int_eq(sm_jwe_wrap_key(w->device_key, w->media_key, w->jkt, &jwe, NULL), SM_OK);
-    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:s,s:I,s:{s:s},s:i,s:i}", "txn", "txn-0001", "work_id",
-                          PLF_WORK_ID, "key_version", 1, "key_jwe", jwe, "delivery_token",
-                          PLF_TOKEN, "delivery_expires_at", (json_int_t)1900000000, "license",
-                          "type", w->ks_rental ? "rental" : "purchase", "activation", 1,
-                          "activation_limit", 5);
+    if (renewal)
+        w->ks_renewals++;
+    else
+        w->ks_licenses++;
+    if (!renewal)
+        ck_assert_int_eq(sm_jwe_wrap_key(w->device_key, w->media_key, w->jkt, &jwe, NULL),
+                         SM_OK);
+    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:I,s:{s:s},s:i,s:i}", "txn", "txn-0001", "work_id",
+                          PLF_WORK_ID, "key_version", 1, "delivery_token",
+                          renewal ? PLF_RENEWED_TOKEN : PLF_TOKEN, "delivery_expires_at",
+                          (json_int_t)1900000000, "license", "type",
+                          w->ks_rental ? "rental" : "purchase", "activation",
+                          (int)w->ks_licenses, "activation_limit", 5);
+    if (jwe != NULL)
+        json_object_set_new(o, "key_jwe", json_string(jwe));
     if (w->ks_rental) {
         json_object_set_new(json_object_get(o, "license"), "duration", json_integer(3600));
         json_object_set_new(o, "rental_ends_at", json_integer(w->ks_rental_ends));
@@ -147,8 +161,12 @@ static sm_status media_store(plf_world *w, plf_mirror *m, const sm_pl_http_reque
     }
     (void)w;
     const char *auth = header_value(rq, "Authorization");
-    if (auth == NULL || strcmp(auth, "Bearer " PLF_TOKEN) != 0)
+    int first_token = auth != NULL && strcmp(auth, "Bearer " PLF_TOKEN) == 0;
+    if (!first_token && (auth == NULL || strcmp(auth, "Bearer " PLF_RENEWED_TOKEN) != 0))
         return problem(rq, rs, 401, "token-required", NULL, err);
+    if (first_token && m->token_expires_after > 0 &&
+        m->requests > (unsigned)m->token_expires_after)
+        return problem(rq, rs, 401, "token-expired", "the delivery token has expired", err);
     if (m->mode == PLF_MIRROR_IGNORE_RANGE)
         return answer(rq, rs, 200, "application/vnd.secmedia.container", m->data, m->len, err);
     const char *range = header_value(rq, "Range");

@@ -16,6 +16,8 @@
 #define PLF_LICENSE_URL "https://keys.test/v1/license"
 #define PLF_WORK_ID "work-42"
 #define PLF_TOKEN "eyJhbGciOiJFUzI1NiJ9.eyJ3b3JrX2lkIjoid29yay00MiJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
+/* The delivery token a renewal hands out. */
+#define PLF_RENEWED_TOKEN "eyJhbGciOiJFUzI1NiJ9.eyJ3b3JrX2lkIjoid29yay00MiJ9.cmVuZXdlZHJlbmV3ZWQ"
 #define PLF_MAX_MIRRORS 4
 
 typedef enum plf_mirror_mode {
@@ -35,6 +37,10 @@ typedef struct plf_mirror {
     size_t len;
     unsigned requests;
     int fail_after;     /* > 0: switch to PLF_MIRROR_DOWN after this many requests */
+    /* > 0: PLF_TOKEN is answered 401 token-expired after this many
+     * requests (a play outliving its delivery token); PLF_RENEWED_TOKEN
+     * stays good. */
+    int token_expires_after;
     uint64_t last_first, last_last; /* last range asked for */
 } plf_mirror;
 
@@ -60,6 +66,9 @@ typedef struct plf_world {
     int64_t ks_rental_ends;
     int ks_down;             /* the key server cannot be reached */
     unsigned ks_requests;
+    /* Licenses issued (a renewal before the first is 409 no-license) and
+     * delivery-token renewals ({"delivery_only":true}) answered. */
+    unsigned ks_licenses, ks_renewals;
     char ks_last_error[256]; /* what the fake key server disliked, "" if nothing */
     /* media stores */
     plf_mirror mirrors[PLF_MAX_MIRRORS];

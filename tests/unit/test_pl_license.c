@@ -29,13 +29,23 @@ START_TEST(request_carries_voucher_and_bound_proof)
     plf_world *w = plf_new(100, "audio/ogg", 1);
     sm_steer *s = plf_steer_parsed(w);
     char *body = NULL, *proof = NULL;
-    ck_assert_int_eq(sm_pl_license_build_request(s->voucher, w->device_key, s->license_url, 0,
+    ck_assert_int_eq(sm_pl_license_build_request(s->voucher, w->device_key, s->license_url, 0, 0,
                                                  &body, &proof, NULL),
                      SM_OK);
     json_t *o = json_loads(body, 0, NULL);
     ck_assert_ptr_nonnull(o);
     ck_assert_uint_eq(json_object_size(o), 1);
     ck_assert_str_eq(json_string_value(json_object_get(o, "voucher")), s->voucher);
+    json_decref(o);
+    free(body);
+    free(proof);
+    /* A renewal asks for the delivery token only. */
+    ck_assert_int_eq(sm_pl_license_build_request(s->voucher, w->device_key, s->license_url, 0, 1,
+                                                 &body, &proof, NULL),
+                     SM_OK);
+    o = json_loads(body, 0, NULL);
+    ck_assert_uint_eq(json_object_size(o), 2);
+    ck_assert(json_is_true(json_object_get(o, "delivery_only")));
     json_decref(o);
     sm_dpop_expect e;
     sm_dpop_expect_init(&e, "POST", PLF_LICENSE_URL);
@@ -126,6 +136,39 @@ START_TEST(answer_parsed_strictly)
         ck_assert_ptr_null(lic);
         ck_assert_msg(strstr(e.message, "invalid license") != NULL, "case %zu: %s", i, e.message);
     }
+    /* A renewal: the same answer without key_jwe; with one it is refused
+     * (and a license without one, above). */
+    const char *renewal = "{\"txn\":\"txn-1\",\"work_id\":\"work-42\",\"key_version\":3,"
+                          "\"delivery_token\":\"a.b.c\",\"delivery_expires_at\":1700003600,"
+                          "\"license\":{\"type\":\"purchase\"},\"activation\":2,"
+                          "\"activation_limit\":5}";
+    ck_assert_msg(sm_pl_license_parse_renewal(200, "application/json", (const uint8_t *)renewal,
+                                              strlen(renewal), PLF_WORK_ID, &lic, NULL,
+                                              &err) == SM_OK,
+                  "%s", err.message);
+    ck_assert_ptr_null(lic->key_jwe);
+    ck_assert_str_eq(lic->delivery_token, "a.b.c");
+    ck_assert_uint_eq(lic->activation, 2);
+    sm_pl_license_free(lic);
+    lic = NULL;
+    ck_assert_int_eq(sm_pl_license_parse_renewal(200, "application/json", (const uint8_t *)ok,
+                                                 strlen(ok), PLF_WORK_ID, &lic, NULL, &err),
+                     SM_ERR_FORMAT);
+    ck_assert_ptr_null(lic);
+    ck_assert_msg(strstr(err.message, "invalid delivery-token renewal: it carries a \"key_jwe\"") !=
+                      NULL,
+                  "%s", err.message);
+    const char *no_license = "{\"type\":\"https://secmedia.example/problems/no-license\","
+                             "\"title\":\"No license\",\"status\":409,\"detail\":\"request a "
+                             "license first\"}";
+    sm_pl_refusal r = SM_PL_REFUSAL_NONE;
+    ck_assert_int_eq(sm_pl_license_parse_renewal(409, "application/problem+json",
+                                                 (const uint8_t *)no_license, strlen(no_license),
+                                                 PLF_WORK_ID, &lic, &r, &err),
+                     SM_ERR_KEY);
+    ck_assert_int_eq(r, SM_PL_REFUSAL_NO_LICENSE);
+    ck_assert_msg(strstr(err.message, "no license for this purchase") != NULL, "%s", err.message);
+
     /* A 200 that is not JSON. */
     ck_assert_int_eq(sm_pl_license_parse_answer(200, "text/html", (const uint8_t *)"<html>", 6,
                                                 NULL, &lic, NULL, &err),

@@ -11,7 +11,9 @@
 
 #include "pl_fixture.h"
 #include "sm_pl_fetch.h"
+#include "sm_pl_offline.h"
 #include "sm_pl_session.h"
+#include "sm_test.h"
 
 #define CHUNK 16384u
 
@@ -221,6 +223,145 @@ START_TEST(license_failures_explained)
 }
 END_TEST
 
+static int kept_license_exists(const plf_world *w)
+{
+    char path[1024];
+    sm_steer *st = plf_steer_parsed(w);
+    char name[44];
+    ck_assert_int_eq(sm_pl_offline_entry_name(st->voucher, name, NULL), SM_OK);
+    sm_steer_free(st);
+    snprintf(path, sizeof(path), "%s/%s/%s.json", w->offline_dir, SM_PL_STREAMING_DIR, name);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 0;
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
+    return 1;
+}
+
+static void play_once(plf_world *w, const sm_pl_options *o)
+{
+    sm_pl_session *s = NULL;
+    sm_error err = {SM_OK, ""};
+    ck_assert_msg(plf_open(w, o, &s, NULL, &err) == SM_OK, "%s", err.message);
+    ck_assert_int_eq(sm_pl_session_is_offline(s), 0);
+    read_all(s, w, 7000);
+    sm_pl_session_free(s);
+}
+
+/* PLAYER.md §1.3: the first online play spends an activation and keeps its
+ * license (the key still wrapped to the device key); later plays only ask
+ * for a new delivery token. */
+START_TEST(later_online_plays_renew_the_token)
+{
+    plf_world *w = plf_new(3 * CHUNK + 5, "audio/ogg", 1);
+    sm_pl_options o = plf_options(w);
+    play_once(w, &o);
+    ck_assert_uint_eq(w->ks_licenses, 1);
+    ck_assert_uint_eq(w->ks_renewals, 0);
+    ck_assert(kept_license_exists(w));
+    play_once(w, &o);
+    play_once(w, &o);
+    ck_assert_uint_eq(w->ks_licenses, 1);
+    ck_assert_uint_eq(w->ks_renewals, 2);
+
+    /* The key server has no license on record (e.g. its database was
+     * restored): the kept one is forgotten and a license is asked for. */
+    w->ks_licenses = 0;
+    play_once(w, &o);
+    ck_assert_uint_eq(w->ks_licenses, 1);
+    ck_assert_uint_eq(w->ks_renewals, 2);
+    ck_assert(kept_license_exists(w));
+
+    /* A refusal of the renewal is the player's answer, in plain words,
+     * and the kept license stays (the key server judges every play). */
+    w->ks_status = 403;
+    w->ks_slug = "transaction-revoked";
+    sm_pl_session *s = NULL;
+    sm_pl_refusal r = SM_PL_REFUSAL_NONE;
+    sm_error err = {SM_OK, ""};
+    ck_assert_int_eq(plf_open(w, &o, &s, &r, &err), SM_ERR_KEY);
+    ck_assert_int_eq(r, SM_PL_REFUSAL_TXN_REVOKED);
+    ck_assert_msg(strstr(err.message, "revoked") != NULL, "%s", err.message);
+    ck_assert(kept_license_exists(w));
+    plf_free(w);
+}
+END_TEST
+
+START_TEST(a_damaged_or_foreign_kept_license_is_forgotten)
+{
+    plf_world *w = plf_new(CHUNK, "audio/ogg", 1);
+    sm_pl_options o = plf_options(w);
+    play_once(w, &o);
+    /* Damaged: a full license again, and a good one kept. */
+    sm_steer *st = plf_steer_parsed(w);
+    char name[44], path[1024];
+    ck_assert_int_eq(sm_pl_offline_entry_name(st->voucher, name, NULL), SM_OK);
+    snprintf(path, sizeof(path), "%s/%s/%s.json", w->offline_dir, SM_PL_STREAMING_DIR, name);
+    smt_write_file(path, (const uint8_t *)"{\"format\":", 11);
+    play_once(w, &o);
+    ck_assert_uint_eq(w->ks_licenses, 2);
+    ck_assert_uint_eq(w->ks_renewals, 0);
+    sm_pl_offline_entry *kept = NULL;
+    ck_assert_int_eq(sm_pl_streaming_find(w->offline_dir, st, &kept, NULL), SM_OK);
+    sm_pl_offline_entry_free(kept);
+    /* Another device key: its license cannot be opened with the new key. */
+    sm_jwk *other = NULL;
+    ck_assert_int_eq(sm_jwk_generate(&other, NULL), SM_OK);
+    ck_assert_int_eq(sm_jwk_save_file_overwrite(other, w->device_key_path, 1, NULL), SM_OK);
+    sm_jwk_free(w->device_key);
+    w->device_key = other;
+    ck_assert_int_eq(sm_jwk_thumbprint(other, w->jkt, NULL), SM_OK);
+    play_once(w, &o);
+    ck_assert_uint_eq(w->ks_licenses, 3);
+    ck_assert_uint_eq(w->ks_renewals, 0);
+    sm_steer_free(st);
+    plf_free(w);
+}
+END_TEST
+
+/* A play that outlives its delivery token renews it when a media store
+ * answers 401 token-expired, and goes on. */
+START_TEST(an_expired_token_is_renewed_during_the_play)
+{
+    plf_world *w = plf_new(40 * CHUNK, "audio/ogg", 2);
+    sm_pl_options o = plf_options(w);
+    o.window = 2 * SM_PL_CHUNK_WIRE;
+    w->mirrors[0].token_expires_after = 3;
+    sm_pl_session *s = NULL;
+    sm_error err = {SM_OK, ""};
+    ck_assert_msg(plf_open(w, &o, &s, NULL, &err) == SM_OK, "%s", err.message);
+    read_all(s, w, 5000);
+    ck_assert_uint_eq(w->ks_licenses, 1);
+    ck_assert_uint_eq(w->ks_renewals, 1);
+    /* Still the first mirror: an expired token is not a broken mirror. */
+    ck_assert_uint_eq(w->mirrors[1].requests, 0);
+    sm_pl_session_free(s);
+
+    /* Renewal refused during the play: the read fails with the reason.
+     * (Without the kept license, so that the play starts with a license
+     * and its first token.) */
+    sm_steer *steer = plf_steer_parsed(w);
+    sm_pl_streaming_forget(w->offline_dir, steer);
+    sm_steer_free(steer);
+    w->mirrors[0].requests = 0;
+    ck_assert_int_eq(plf_open(w, &o, &s, NULL, &err), SM_OK);
+    w->ks_status = 403;
+    w->ks_slug = "transaction-revoked";
+    uint8_t buf[CHUNK];
+    size_t got = 0;
+    sm_status st = SM_OK;
+    for (uint64_t off = 0; st == SM_OK && off < w->plain_len; off += got) {
+        st = sm_pl_session_read(s, off, buf, sizeof(buf), &got, &err);
+        if (st == SM_OK)
+            ck_assert_uint_gt(got, 0);
+    }
+    ck_assert_int_eq(st, SM_ERR_KEY);
+    ck_assert_msg(strstr(err.message, "revoked") != NULL, "%s", err.message);
+    sm_pl_session_free(s);
+    plf_free(w);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pl_session");
@@ -232,6 +373,9 @@ static Suite *suite(void)
     tcase_add_test(tc, truncated_media_refused);
     tcase_add_test(tc, device_key_problems_explained);
     tcase_add_test(tc, license_failures_explained);
+    tcase_add_test(tc, later_online_plays_renew_the_token);
+    tcase_add_test(tc, a_damaged_or_foreign_kept_license_is_forgotten);
+    tcase_add_test(tc, an_expired_token_is_renewed_during_the_play);
     suite_add_tcase(s, tc);
     return s;
 }
