@@ -210,10 +210,12 @@ def logged_requests(server_env, request_prefix, count=None, timeout=10):
 # --- containers ---------------------------------------------------------------------
 
 def pack_container(directory, work_id, plain_size, seed=1):
-    """A real .smc made by `secmedia pack` from plain_size pseudo-random bytes."""
+    """A real .smc made by `secmedia pack` from plain_size pseudo-random bytes
+    (made once per work id, size and seed: tests share the directory)."""
     os.makedirs(directory, exist_ok=True)
-    plain = os.path.join(directory, "%s.%d.ogg" % (work_id, seed))
-    out = os.path.join(directory, "%s.%d.smc" % (work_id, seed))
+    stem = "%s.%d.%d" % (work_id, plain_size, seed)
+    plain = os.path.join(directory, stem + ".ogg")
+    out = os.path.join(directory, stem + ".smc")
     if not os.path.exists(out):
         rng = hashlib.sha256(b"%d" % seed).digest()
         with open(plain, "wb") as f:
