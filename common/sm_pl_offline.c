@@ -124,23 +124,34 @@ static const sm_json_field license_fields[] = {
     {NULL, SM_JSON_STRING, 0},
 };
 
-sm_status sm_pl_offline_parse_license(const uint8_t *bytes, size_t len,
-                                      const char *expected_work_id, const char *what,
-                                      sm_pl_offline_entry *e, sm_error *err)
+/* A kept license (sm_pl_streaming_*) has no media beside it. */
+static const sm_json_field kept_fields[] = {
+    {"format", SM_JSON_STRING, 1},       {"work_id", SM_JSON_STRING, 1},
+    {"txn", SM_JSON_STRING, 1},          {"key_version", SM_JSON_INTEGER, 1},
+    {"key_jwe", SM_JSON_STRING, 1},      {"license", SM_JSON_OBJECT, 1},
+    {"rental_ends_at", SM_JSON_INTEGER, 0}, {"stored_at", SM_JSON_INTEGER, 1},
+    {NULL, SM_JSON_STRING, 0},
+};
+
+/* license.json, or with kept a kept license (no media_type, no
+ * container_size). */
+static sm_status parse_license(const uint8_t *bytes, size_t len, const char *expected_work_id,
+                               const char *what, int kept, sm_pl_offline_entry *e,
+                               sm_error *err)
 {
     json_t *o = NULL;
     sm_status st = sm_json_parse_object(bytes, len, SM_PL_OFFLINE_LICENSE_MAX, what, &o, err);
     if (st == SM_OK)
-        st = sm_json_check_fields(o, license_fields, what, err);
+        st = sm_json_check_fields(o, kept ? kept_fields : license_fields, what, err);
     uint64_t kv = 0, csize = 0, ends = 0, stored = 0;
-    if (st == SM_OK &&
-        strcmp(json_string_value(json_object_get(o, "format")), SM_PL_OFFLINE_FORMAT) != 0)
+    if (st == SM_OK && strcmp(json_string_value(json_object_get(o, "format")),
+                              kept ? SM_PL_KEPT_FORMAT : SM_PL_OFFLINE_FORMAT) != 0)
         st = sm_error_set(err, SM_ERR_UNSUPPORTED, "%s: unknown \"format\"", what);
     if (st == SM_OK)
         st = sm_json_get_uint64(o, "key_version", UINT32_MAX, 1, &kv, what, err);
     if (st == SM_OK && kv == 0)
         st = sm_error_set(err, SM_ERR_FORMAT, "%s: \"key_version\" must be at least 1", what);
-    if (st == SM_OK)
+    if (st == SM_OK && !kept)
         st = sm_json_get_uint64(o, "container_size", UINT64_C(1) << 53, 1, &csize, what, err);
     if (st == SM_OK)
         st = sm_json_get_uint64(o, "rental_ends_at", INT64_MAX, 0, &ends, what, err);
@@ -150,14 +161,15 @@ sm_status sm_pl_offline_parse_license(const uint8_t *bytes, size_t len,
         e->work_id = dup_str(o, "work_id");
         e->txn = dup_str(o, "txn");
         e->key_jwe = dup_str(o, "key_jwe");
-        e->media_type = dup_str(o, "media_type");
+        e->media_type = kept ? NULL : dup_str(o, "media_type");
         const char *type = json_string_value(json_object_get(json_object_get(o, "license"), "type"));
         e->rental = type != NULL && strcmp(type, "rental") == 0;
         e->key_version = (uint32_t)kv;
         e->container_size = csize;
         e->rental_ends_at = (int64_t)ends;
         e->stored_at = (int64_t)stored;
-        if (e->work_id == NULL || e->txn == NULL || e->key_jwe == NULL || e->media_type == NULL)
+        if (e->work_id == NULL || e->txn == NULL || e->key_jwe == NULL ||
+            (!kept && e->media_type == NULL))
             st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");
         else if (type == NULL || (!e->rental && strcmp(type, "purchase") != 0))
             st = sm_error_set(err, SM_ERR_FORMAT, "%s: \"license\" has no known type", what);
@@ -166,11 +178,24 @@ sm_status sm_pl_offline_parse_license(const uint8_t *bytes, size_t len,
         else if (expected_work_id != NULL && strcmp(e->work_id, expected_work_id) != 0)
             st = sm_error_set(err, SM_ERR_FORMAT, "%s is for work \"%s\", not \"%s\"", what,
                               e->work_id, expected_work_id);
-        else if (sm_validate_media_type(e->media_type, "media_type", NULL) != SM_OK)
+        else if (!kept && sm_validate_media_type(e->media_type, "media_type", NULL) != SM_OK)
             st = sm_error_set(err, SM_ERR_FORMAT, "%s: bad \"media_type\"", what);
     }
     json_decref(o);
     return st;
+}
+
+sm_status sm_pl_offline_parse_license(const uint8_t *bytes, size_t len,
+                                      const char *expected_work_id, const char *what,
+                                      sm_pl_offline_entry *e, sm_error *err)
+{
+    return parse_license(bytes, len, expected_work_id, what, 0, e, err);
+}
+
+sm_status sm_pl_streaming_parse(const uint8_t *bytes, size_t len, const char *expected_work_id,
+                                const char *what, sm_pl_offline_entry *e, sm_error *err)
+{
+    return parse_license(bytes, len, expected_work_id, what, 1, e, err);
 }
 
 sm_status sm_pl_offline_find(const char *store, const sm_steer *steer, int64_t now,
@@ -354,25 +379,38 @@ static void sync_dir(const char *dir)
     }
 }
 
-char *sm_pl_offline_license_text(const sm_pl_license *lic, const char *media_type,
-                                 uint64_t container_size, int64_t stored_at)
+/* license.json's text, or with media_type NULL a kept license's. */
+static char *license_text(const sm_pl_license *lic, const char *media_type,
+                          uint64_t container_size, int64_t stored_at)
 {
     json_t *terms = lic->rental ? json_pack("{s:s,s:I}", "type", "rental", "duration",
                                             (json_int_t)lic->rental_duration)
                                 : json_pack("{s:s}", "type", "purchase");
     json_t *o = terms != NULL
-                    ? json_pack("{s:s,s:s,s:s,s:I,s:s,s:o,s:s,s:I,s:I}", "format",
-                                SM_PL_OFFLINE_FORMAT, "work_id", lic->work_id, "txn", lic->txn,
-                                "key_version", (json_int_t)lic->key_version, "key_jwe",
-                                lic->key_jwe, "license", terms, "media_type", media_type,
-                                "container_size", (json_int_t)container_size, "stored_at",
-                                (json_int_t)stored_at)
+                    ? json_pack("{s:s,s:s,s:s,s:I,s:s,s:o,s:I}", "format",
+                                media_type != NULL ? SM_PL_OFFLINE_FORMAT : SM_PL_KEPT_FORMAT,
+                                "work_id", lic->work_id, "txn", lic->txn, "key_version",
+                                (json_int_t)lic->key_version, "key_jwe", lic->key_jwe, "license",
+                                terms, "stored_at", (json_int_t)stored_at)
                     : NULL;
+    if (o != NULL && media_type != NULL &&
+        (json_object_set_new(o, "media_type", json_string(media_type)) != 0 ||
+         json_object_set_new(o, "container_size", json_integer((json_int_t)container_size)) !=
+             0)) {
+        json_decref(o);
+        o = NULL;
+    }
     if (o != NULL && lic->rental)
         json_object_set_new(o, "rental_ends_at", json_integer(lic->rental_ends_at));
     char *text = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return text;
+}
+
+char *sm_pl_offline_license_text(const sm_pl_license *lic, const char *media_type,
+                                 uint64_t container_size, int64_t stored_at)
+{
+    return media_type != NULL ? license_text(lic, media_type, container_size, stored_at) : NULL;
 }
 
 sm_status sm_pl_offline_commit(sm_pl_offline_writer *w, const sm_pl_license *lic,
@@ -485,10 +523,11 @@ sm_status sm_pl_streaming_find(const char *store, const sm_steer *steer,
     if (st == SM_OK) {
         char what[600];
         snprintf(what, sizeof(what), "kept license %s", path);
-        st = sm_pl_offline_parse_license(bytes, len, steer->work_id, what, e, err);
+        st = sm_pl_streaming_parse(bytes, len, steer->work_id, what, e, err);
     }
-    /* Anything there but unusable is "damaged": the caller forgets it. */
-    if (st != SM_OK && st != SM_ERR_NOT_FOUND && st != SM_ERR_NOMEM)
+    /* Unusable contents are "damaged" (the caller forgets the file); a
+     * failure to read it now (permissions, I/O) is SM_ERR_IO. */
+    if (st != SM_OK && st != SM_ERR_IO && st != SM_ERR_NOT_FOUND && st != SM_ERR_NOMEM)
         st = SM_ERR_FORMAT;
     if (bytes != NULL) {
         sm_wipe(bytes, len);
@@ -504,8 +543,7 @@ sm_status sm_pl_streaming_find(const char *store, const sm_steer *steer,
 }
 
 sm_status sm_pl_streaming_keep(const char *store, const sm_steer *steer,
-                               const sm_pl_license *lic, const char *media_type,
-                               uint64_t container_size, int64_t now, sm_error *err)
+                               const sm_pl_license *lic, int64_t now, sm_error *err)
 {
     if (lic->key_jwe == NULL)
         return sm_error_set(err, SM_ERR_ARG, "only a license with its key can be kept");
@@ -514,8 +552,7 @@ sm_status sm_pl_streaming_keep(const char *store, const sm_steer *steer,
     if (st != SM_OK)
         return st;
     st = make_dirs(dir, err);
-    char *text = st == SM_OK ? sm_pl_offline_license_text(lic, media_type, container_size,
-                                                          now != 0 ? now : (int64_t)time(NULL))
+    char *text = st == SM_OK ? license_text(lic, NULL, 0, now != 0 ? now : (int64_t)time(NULL))
                              : NULL;
     if (st == SM_OK && text == NULL)
         st = sm_error_set(err, SM_ERR_NOMEM, "out of memory");

@@ -13,6 +13,7 @@
 #include "sm_steer.h"
 
 #define SM_PL_OFFLINE_FORMAT "secmedia-offline/1"
+#define SM_PL_KEPT_FORMAT "secmedia-kept-license/1"
 #define SM_PL_OFFLINE_LICENSE "license.json"
 #define SM_PL_OFFLINE_MEDIA "media.smc"
 #define SM_PL_OFFLINE_LICENSE_MAX 65536u
@@ -81,25 +82,31 @@ void sm_pl_offline_abort(sm_pl_offline_writer *w);
 
 void sm_pl_offline_entry_free(sm_pl_offline_entry *e);
 
-/* Streaming plays (docs/PLAYER.md §1.3): the license of an online play is
- * kept as <store>/streaming/<entry name>.json (license.json's format, the
- * media key still wrapped to the device key; no media), so that later
- * online plays of the purchase ask the key server only for a new delivery
- * token instead of spending an activation. */
+/* Streaming plays (docs/PLAYER.md §1.5): the license of an online play is
+ * kept as <store>/streaming/<entry name>.json (license.json without
+ * media_type and container_size, format SM_PL_KEPT_FORMAT: the media key
+ * still wrapped to the device key; no media), so that later online plays
+ * of the purchase ask the key server only for a new delivery token instead
+ * of spending an activation. */
 #define SM_PL_STREAMING_DIR "streaming"
 
 /* The kept license for steer: SM_ERR_NOT_FOUND when there is none,
- * SM_ERR_FORMAT when it is damaged or for another work. Rentals are not
- * judged here (the key server judges every online play). The entry's dir
- * and media_path are NULL. */
+ * SM_ERR_FORMAT when it is damaged or for another work, SM_ERR_IO when it
+ * cannot be read now. Rentals are not judged here (the key server judges
+ * every online play). The entry's dir, media_path and media_type are
+ * NULL. */
 sm_status sm_pl_streaming_find(const char *store, const sm_steer *steer,
                                sm_pl_offline_entry **out, sm_error *err);
 
+/* A kept license's checks without the file system (the fuzzer's entry);
+ * like sm_pl_offline_parse_license. */
+sm_status sm_pl_streaming_parse(const uint8_t *bytes, size_t len, const char *expected_work_id,
+                                const char *what, sm_pl_offline_entry *e, sm_error *err);
+
 /* Keeps lic (a license with its key_jwe) for steer, replacing an older
- * one; written atomically, mode 0600, directories 0700. */
+ * one; written atomically, mode 0600, directories 0700. now 0 = clock. */
 sm_status sm_pl_streaming_keep(const char *store, const sm_steer *steer,
-                               const sm_pl_license *lic, const char *media_type,
-                               uint64_t container_size, int64_t now, sm_error *err);
+                               const sm_pl_license *lic, int64_t now, sm_error *err);
 
 /* Forgets the kept license for steer (none is fine). */
 void sm_pl_streaming_forget(const char *store, const sm_steer *steer);

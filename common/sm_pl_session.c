@@ -20,10 +20,21 @@
 #define OFFLINE_WINDOW (64u * SM_PL_CHUNK_WIRE)
 #define CHUNK_PLAIN 16384u
 
+/* What a delivery-token renewal during a download needs (an
+ * sm_pl_token_renew_fn's context): the purchase, the device, and the
+ * license in use, which the renewal must still be about. */
+typedef struct token_renewer {
+    sm_pl_transport tr;
+    const sm_steer *steer;
+    const sm_jwk *device_key;
+    char txn[65]; /* ids are 1-64 characters */
+    uint32_t key_version;
+} token_renewer;
+
 struct sm_pl_session {
     sm_steer *steer;
     sm_jwk *device_key;
-    sm_pl_transport tr;       /* online: for delivery-token renewals */
+    token_renewer renewer;    /* online */
     sm_secret *media_key;
     sm_pl_fetch *fetch;       /* online */
     sm_fd_io fdio;            /* offline */
@@ -82,6 +93,9 @@ static sm_status reword_media_error(sm_status st, sm_error *err)
         return st;
     if (st == SM_ERR_UNAVAILABLE || st == SM_ERR_STATE || st == SM_ERR_NOMEM || st == SM_ERR_IO ||
         strncmp(err->message, "Network failure", 15) == 0 ||
+        /* a delivery-token renewal during the play, refused or garbled */
+        strncmp(err->message, "License refused", 15) == 0 ||
+        strncmp(err->message, "The key server", 14) == 0 ||
         strncmp(err->message, "Certificate failure", 19) == 0 ||
         strncmp(err->message, damaged, sizeof(damaged) - 1) == 0)
         return st;
@@ -167,9 +181,10 @@ static sm_status open_offline(sm_pl_session *s, const sm_pl_options *o,
 /* A delivery-token renewal for the purchase whose license was kept from
  * an earlier online play (store/streaming/): *lic gets the renewal with the
  * kept key_jwe filled in. SM_ERR_NOT_FOUND when there is no usable kept
- * license (none, damaged, for another device key, or the key server has
- * none on record: those are forgotten), so the caller asks for a license;
- * any other failure is the renewal's refusal or network error. */
+ * license, so the caller asks for a license: none, unreadable, or one that
+ * is damaged, does not open with this device key, or that the key server
+ * has no license on record for (those three are forgotten). Any other
+ * failure is the renewal's refusal or network error, or out of memory. */
 static sm_status renew_kept(const sm_pl_transport *tr, const sm_steer *steer,
                             const sm_jwk *device_key, const char *store, sm_pl_license **lic,
                             sm_pl_refusal *refusal, sm_error *err)
@@ -179,17 +194,22 @@ static sm_status renew_kept(const sm_pl_transport *tr, const sm_steer *steer,
     sm_status st = sm_pl_streaming_find(store, steer, &kept, NULL);
     if (st == SM_ERR_FORMAT)
         sm_pl_streaming_forget(store, steer);
-    if (st != SM_OK)
+    if (st == SM_ERR_NOMEM)
+        return sm_error_set(err, st, "out of memory");
+    if (st != SM_OK) /* none, or unreadable now: kept for another time */
         return SM_ERR_NOT_FOUND;
     /* Opens with this device key? (Another key file: the old one's
      * license is no use.) */
     sm_secret *probe = NULL;
-    if (unwrap(device_key, kept->key_jwe, "The kept license", &probe, NULL) != SM_OK) {
+    st = unwrap(device_key, kept->key_jwe, "The kept license", &probe, err);
+    sm_secret_free(probe);
+    if (st != SM_OK) {
         sm_pl_offline_entry_free(kept);
+        if (st != SM_ERR_KEY)
+            return st;
         sm_pl_streaming_forget(store, steer);
         return SM_ERR_NOT_FOUND;
     }
-    sm_secret_free(probe);
     sm_pl_refusal r = SM_PL_REFUSAL_NONE;
     st = sm_pl_license_renew(tr, steer, device_key, lic, &r, err);
     if (st == SM_OK && ((*lic)->key_version != kept->key_version ||
@@ -232,12 +252,26 @@ static sm_status obtain_license(const sm_pl_transport *tr, const sm_steer *steer
     return st;
 }
 
-/* A new delivery token during a play (an sm_pl_token_renew_fn). */
-static sm_status renew_during_play(void *ctx, char **token, sm_error *err)
+static void renewer_init(token_renewer *r, const sm_pl_transport *tr, const sm_steer *steer,
+                         const sm_jwk *device_key, const sm_pl_license *lic)
 {
-    sm_pl_session *s = ctx;
+    r->tr = *tr;
+    r->steer = steer;
+    r->device_key = device_key;
+    snprintf(r->txn, sizeof(r->txn), "%s", lic->txn);
+    r->key_version = lic->key_version;
+}
+
+/* A new delivery token during a download (an sm_pl_token_renew_fn). */
+static sm_status renew_token(void *ctx, char **token, sm_error *err)
+{
+    const token_renewer *r = ctx;
     sm_pl_license *lic = NULL;
-    sm_status st = sm_pl_license_renew(&s->tr, s->steer, s->device_key, &lic, NULL, err);
+    sm_status st = sm_pl_license_renew(&r->tr, r->steer, r->device_key, &lic, NULL, err);
+    if (st == SM_OK && (strcmp(lic->txn, r->txn) != 0 || lic->key_version != r->key_version))
+        st = sm_error_set(err, SM_ERR_FORMAT,
+                          "The key server sent an invalid delivery-token renewal: it is for "
+                          "another purchase or key version than the license in use");
     if (st == SM_OK) {
         *token = lic->delivery_token;
         lic->delivery_token = NULL;
@@ -253,29 +287,30 @@ static sm_status open_online(sm_pl_session *s, const sm_pl_options *o, const cha
         return sm_error_set(err, SM_ERR_UNAVAILABLE,
                             "Network failure: this purchase is not stored for offline play and "
                             "the network is not used");
-    s->tr = *o->transport;
     sm_pl_license *lic = NULL;
     int renewed = 0;
-    sm_status st = obtain_license(&s->tr, s->steer, s->device_key, store, &lic, &renewed,
+    sm_status st = obtain_license(o->transport, s->steer, s->device_key, store, &lic, &renewed,
                                   refusal, err);
     if (st == SM_OK)
         st = unwrap(s->device_key, lic->key_jwe, "The media key sent by the key server",
                     &s->media_key, err);
-    if (st == SM_OK)
-        st = sm_pl_fetch_new(&s->tr, s->steer->media_urls, s->steer->media_url_count,
-                             lic->delivery_token, o->window, &s->fetch, err);
+    /* Kept for the next play as soon as the key opens: the activation is
+     * spent now, whatever happens to this play. A store that cannot take
+     * it costs the next play an activation, not this one its sound. */
+    if (st == SM_OK && store != NULL && !renewed)
+        (void)sm_pl_streaming_keep(store, s->steer, lic, o->now, NULL);
     if (st == SM_OK) {
-        sm_pl_fetch_set_renewal(s->fetch, renew_during_play, s);
+        renewer_init(&s->renewer, o->transport, s->steer, s->device_key, lic);
+        st = sm_pl_fetch_new(o->transport, s->steer->media_urls, s->steer->media_url_count,
+                             lic->delivery_token, o->window, &s->fetch, err);
+    }
+    if (st == SM_OK) {
+        sm_pl_fetch_set_renewal(s->fetch, renew_token, &s->renewer);
         st = sm_pl_fetch_open(s->fetch, err);
     }
     if (st == SM_OK)
         st = open_reader(s, sm_pl_fetch_read_at, s->fetch, sm_pl_fetch_size(s->fetch), o,
                          lic->work_id, lic->key_version, err);
-    /* Kept for the next play; a store that cannot take it costs that play
-     * an activation, not this one its sound. */
-    if (st == SM_OK && store != NULL && !renewed)
-        (void)sm_pl_streaming_keep(store, s->steer, lic, s->media_type,
-                                   sm_pl_fetch_size(s->fetch), o->now, NULL);
     sm_pl_license_free(lic);
     return st;
 }
@@ -486,12 +521,17 @@ sm_status sm_pl_fetch_offline(const sm_pl_options *o, const sm_steer *steer, int
     sm_pl_fetch *f = NULL;
     uint64_t size = 0;
     char media_type[SM_MEDIA_TYPE_MAX + 1] = "";
+    token_renewer renewer;
     st = obtain_license(o->transport, steer, device_key, store, &lic, NULL, refusal, err);
     if (st == SM_OK)
         st = unwrap(device_key, lic->key_jwe, "The media key sent by the key server", &key, err);
-    if (st == SM_OK)
+    if (st == SM_OK) {
+        renewer_init(&renewer, o->transport, steer, device_key, lic);
         st = sm_pl_fetch_new(o->transport, steer->media_urls, steer->media_url_count,
                              lic->delivery_token, OFFLINE_WINDOW, &f, err);
+    }
+    if (st == SM_OK) /* a long download may outlive its token */
+        sm_pl_fetch_set_renewal(f, renew_token, &renewer);
     if (st == SM_OK)
         st = download(f, w.media_fd, &size, err);
     if (st == SM_OK)

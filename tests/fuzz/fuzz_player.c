@@ -12,7 +12,8 @@
  *      satisfy A <= B < SIZE and are exactly their canonical form;
  *   3  an offline license.json (sm_pl_offline_parse_license): accepted
  *      files hold a known license type and media type, and write back to
- *      text that reads back to the same entry;
+ *      text that reads back to the same entry; the same bytes as a kept
+ *      license (sm_pl_streaming_parse) are never accepted by both;
  *   4  media store answers to the ranged fetcher (sm_pl_fetch_*) through a
  *      memory transport: reads stay inside the container and the buffer
  *      asked for, and every failure has a message.
@@ -290,7 +291,22 @@ static void fuzz_offline(const uint8_t *in, size_t len)
     memset(&e, 0, sizeof(e));
     memset(&back, 0, sizeof(back));
     sm_error err = {SM_OK, ""};
+    sm_pl_offline_entry kept;
+    memset(&kept, 0, sizeof(kept));
+    sm_status kst = sm_pl_streaming_parse(in + 1, len - 1, expected, "fuzz", &kept, &err);
+    if (kst != SM_OK) {
+        require_message(kst, &err);
+    } else {
+        require(kept.work_id && kept.txn && kept.key_jwe && kept.media_type == NULL,
+                "fields of an accepted kept license");
+        require(kept.key_version >= 1 && (!kept.rental || kept.rental_ends_at > 0),
+                "kept license terms");
+    }
+    free_fields(&kept);
+    err.status = SM_OK;
+    err.message[0] = '\0';
     sm_status st = sm_pl_offline_parse_license(in + 1, len - 1, expected, "fuzz", &e, &err);
+    require(st != SM_OK || kst != SM_OK, "accepted both as license.json and as a kept license");
     if (st != SM_OK) {
         require_message(st, &err);
         free_fields(&e);

@@ -356,7 +356,36 @@ START_TEST(an_expired_token_is_renewed_during_the_play)
             ck_assert_uint_gt(got, 0);
     }
     ck_assert_int_eq(st, SM_ERR_KEY);
-    ck_assert_msg(strstr(err.message, "revoked") != NULL, "%s", err.message);
+    /* The refusal's own words, not "damaged media". */
+    ck_assert_msg(strncmp(err.message, "License refused: this purchase was revoked", 42) == 0,
+                  "%s", err.message);
+    sm_pl_session_free(s);
+    plf_free(w);
+}
+END_TEST
+
+/* secmedia fetch after an online play renews too: the offline entry gets
+ * the kept key, no activation is spent. */
+START_TEST(fetch_after_an_online_play_spends_no_activation)
+{
+    plf_world *w = plf_new(5 * CHUNK + 9, "audio/ogg", 1);
+    sm_pl_options o = plf_options(w);
+    play_once(w, &o);
+    sm_steer *steer = plf_steer_parsed(w);
+    char dir[1024];
+    sm_error err = {SM_OK, ""};
+    ck_assert_msg(sm_pl_fetch_offline(&o, steer, 0, dir, sizeof(dir), NULL, &err) == SM_OK, "%s",
+                  err.message);
+    ck_assert_uint_eq(w->ks_licenses, 1);
+    ck_assert_uint_eq(w->ks_renewals, 1);
+    sm_steer_free(steer);
+    /* The offline entry plays without the network. */
+    w->ks_down = 1;
+    w->mirrors[0].mode = PLF_MIRROR_DOWN;
+    sm_pl_session *s = NULL;
+    ck_assert_msg(plf_open(w, &o, &s, NULL, &err) == SM_OK, "%s", err.message);
+    ck_assert_int_eq(sm_pl_session_is_offline(s), 1);
+    read_all(s, w, 9000);
     sm_pl_session_free(s);
     plf_free(w);
 }
@@ -376,6 +405,7 @@ static Suite *suite(void)
     tcase_add_test(tc, later_online_plays_renew_the_token);
     tcase_add_test(tc, a_damaged_or_foreign_kept_license_is_forgotten);
     tcase_add_test(tc, an_expired_token_is_renewed_during_the_play);
+    tcase_add_test(tc, fetch_after_an_online_play_spends_no_activation);
     suite_add_tcase(s, tc);
     return s;
 }
