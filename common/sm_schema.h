@@ -10,7 +10,7 @@
 #define SM_SCHEMA_H
 
 #define SM_SCHEMA_KEYSERVER 6u
-#define SM_SCHEMA_MEDIASTORE 2u
+#define SM_SCHEMA_MEDIASTORE 3u
 #define SM_SCHEMA_RETAIL 2u
 
 #endif

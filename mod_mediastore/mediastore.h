@@ -31,6 +31,11 @@ ms_child_state *ms_state(request_rec *r);
 /* storage_dir/<work_id><suffix>; work_id must be validated already. */
 const char *ms_storage_path(request_rec *r, const char *work_id, const char *suffix);
 
+/* Whether name is a preview file name of work_id: <work_id>.preview (from
+ * schema version 2) or <work_id>.preview-<16 lowercase hex digits>. What
+ * the database says is checked before it becomes a path. */
+int ms_preview_name_ok(const char *work_id, const char *name);
+
 int ms_handle_upload_work(request_rec *r, const smh_route_match *m, void *ctx);
 int ms_handle_upload_preview(request_rec *r, const smh_route_match *m, void *ctx);
 int ms_handle_deliver(request_rec *r, const smh_route_match *m, void *ctx);

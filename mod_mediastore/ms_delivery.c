@@ -242,30 +242,38 @@ int ms_handle_preview(request_rec *r, const smh_route_match *m, void *ctx)
     if (state == NULL || state->db == NULL)
         return smh_problem_unavailable(r, "the media store's database is unavailable; retry "
                                           "later");
-    /* The preview's media type is in the database. */
+    /* The preview's media type and file are in the database (one row:
+     * they always belong together). */
     sm_db_conn *c;
     sm_error err;
     sm_status st = sm_db_acquire(state->db, &c, &err);
     if (st != SM_OK)
         return smh_db_problem(r, "looking up the preview", &err);
     sm_db_rows *rows;
-    const char *type = NULL;
-    st = sm_db_query(c, "SELECT preview_type FROM works WHERE work_id = ?",
+    const char *type = NULL, *file = NULL;
+    st = sm_db_query(c, "SELECT preview_type, preview_file FROM works WHERE work_id = ?",
                      SM_DB_PARAMS(sm_db_text(work_id)), &rows, &err);
     if (st == SM_OK) {
         int has;
         if ((st = sm_db_rows_next(rows, &has, &err)) == SM_OK && has &&
-            sm_db_col_text(rows, 0, NULL) != NULL)
+            sm_db_col_text(rows, 0, NULL) != NULL && sm_db_col_text(rows, 1, NULL) != NULL) {
             type = apr_pstrdup(r->pool, sm_db_col_text(rows, 0, NULL));
+            file = apr_pstrdup(r->pool, sm_db_col_text(rows, 1, NULL));
+        }
         sm_db_rows_free(rows);
     }
     sm_db_release(c);
     if (st != SM_OK)
         return smh_db_problem(r, "looking up the preview", &err);
+    if (file != NULL && !ms_preview_name_ok(work_id, file)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      SMLOGNO(02018) "work %s: the database names preview file \"%.100s\", "
+                                     "not a preview name of this work",
+                      work_id, file);
+        return smh_problem_internal(r);
+    }
     apr_off_t size;
-    rc = type == NULL ? -1
-                      : serve_file(r, ms_storage_path(r, work_id, MS_PREVIEW_SUFFIX), type,
-                                   &size);
+    rc = file == NULL ? -1 : serve_file(r, ms_storage_path(r, file, ""), type, &size);
     if (rc == -1)
         return smh_problem(r, HTTP_NOT_FOUND, "preview-not-found", "Preview not found",
                            "work \"%s\" has no preview here", work_id);

@@ -2,6 +2,8 @@
 
 #include "smh_httpd.h"
 
+#include <string.h>
+
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <http_config.h>
@@ -150,4 +152,20 @@ const char *ms_storage_path(request_rec *r, const char *work_id, const char *suf
 {
     return apr_pstrcat(r->pool, ms_server_conf(r->server)->storage_dir, "/", work_id, suffix,
                        NULL);
+}
+
+int ms_preview_name_ok(const char *work_id, const char *name)
+{
+    size_t w = strlen(work_id), p = strlen(MS_PREVIEW_SUFFIX);
+    if (strncmp(name, work_id, w) != 0 || strncmp(name + w, MS_PREVIEW_SUFFIX, p) != 0)
+        return 0;
+    const char *rest = name + w + p;
+    if (*rest == '\0')
+        return 1;
+    if (*rest++ != '-' || strlen(rest) != 16)
+        return 0;
+    for (; *rest != '\0'; rest++)
+        if (!((*rest >= '0' && *rest <= '9') || (*rest >= 'a' && *rest <= 'f')))
+            return 0;
+    return 1;
 }

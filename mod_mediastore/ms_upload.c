@@ -13,7 +13,12 @@
  * So no partial or unrecorded file is ever visible under a work's name,
  * and a stored work is never replaced: a repeat of the same bytes is
  * answered 200, different bytes under a stored work id 409. Previews may
- * be replaced by the work's owner. */
+ * be replaced by the work's owner; each upload gets a file name of its own
+ * (<work_id>.preview-<16 hex>), put in place before the COMMIT that
+ * records it in works.preview_file (invisible until then), and the
+ * replaced file is removed after it: the file served and the type and
+ * digest recorded always belong together, whatever the order of two
+ * replacements or a failing COMMIT. */
 #include "config.h"
 
 #include "smh_httpd.h"
@@ -30,6 +35,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <util_filter.h>
 
 #include "mediastore.h"
@@ -57,7 +63,11 @@ typedef struct upload {
     uint8_t declared[SM_SHA256_SIZE];
     const char *temp_path;
     const char *final_path;
+    const char *preview_file;     /* previews: the final file's name */
+    const char *old_preview_file; /* previews: the file this one replaces */
     int renamed;
+    int recorded; /* our file is the one the database records: keep it */
+    int repair;   /* containers: the row was there, its file was not */
     uint64_t size;
     /* Outcome of the transaction */
     enum { STORED, ALREADY_STORED, OTHER_CONTENT, NO_WORK, NOT_OWNER } outcome;
@@ -111,11 +121,13 @@ static int declared_digest(request_rec *r, uint8_t out[SM_SHA256_SIZE])
     return OK;
 }
 
-static apr_status_t remove_temp(void *data)
+/* Removes this upload's file, wherever it is, unless it was recorded. */
+static apr_status_t remove_unrecorded(void *data)
 {
     upload *u = data;
-    if (!u->renamed && u->temp_path != NULL)
-        apr_file_remove(u->temp_path, u->r->pool);
+    const char *path = u->renamed ? u->final_path : u->temp_path;
+    if (!u->recorded && path != NULL)
+        apr_file_remove(path, u->r->pool);
     return APR_SUCCESS;
 }
 
@@ -153,6 +165,7 @@ static sm_status store_work_tx(sm_db_conn *c, void *arg, sm_error *err)
 {
     upload *u = arg;
     sm_db_rows *rows;
+    u->repair = 0;
     sm_status st = sm_db_query(c, "SELECT owner_dn, sha256 FROM works WHERE work_id = ? FOR UPDATE",
                                SM_DB_PARAMS(sm_db_text(u->work_id)), &rows, err);
     if (st != SM_OK)
@@ -168,7 +181,8 @@ static sm_status store_work_tx(sm_db_conn *c, void *arg, sm_error *err)
         u->outcome = same ? ALREADY_STORED : OTHER_CONTENT;
         /* Recorded earlier, but its file never reached its place: this
          * upload's verified copy of the same bytes completes it. */
-        if (same && !file_exists(u->final_path))
+        u->repair = same && !file_exists(u->final_path);
+        if (u->repair)
             u->outcome = STORED;
     }
     sm_db_rows_free(rows);
@@ -189,11 +203,17 @@ static sm_status store_work_tx(sm_db_conn *c, void *arg, sm_error *err)
     return SM_OK;
 }
 
+/* The transaction recording a preview whose file is already in place
+ * under its own name: lock the work's row, check the owner, note the file
+ * it replaces, point the row at the new one. */
 static sm_status store_preview_tx(sm_db_conn *c, void *arg, sm_error *err)
 {
     upload *u = arg;
     sm_db_rows *rows;
-    sm_status st = sm_db_query(c, "SELECT owner_dn FROM works WHERE work_id = ? FOR UPDATE",
+    u->old_preview_file = NULL;
+    sm_status st = sm_db_query(c,
+                               "SELECT owner_dn, preview_file FROM works WHERE work_id = ? "
+                               "FOR UPDATE",
                                SM_DB_PARAMS(sm_db_text(u->work_id)), &rows, err);
     if (st != SM_OK)
         return st;
@@ -202,16 +222,33 @@ static sm_status store_preview_tx(sm_db_conn *c, void *arg, sm_error *err)
     const char *owner = st == SM_OK && has ? sm_db_col_text(rows, 0, NULL) : NULL;
     u->outcome = !has ? NO_WORK : (owner == NULL || strcmp(owner, u->owner_dn) != 0) ? NOT_OWNER
                                                                                      : STORED;
+    const char *old = st == SM_OK && has ? sm_db_col_text(rows, 1, NULL) : NULL;
+    if (old != NULL)
+        u->old_preview_file = apr_pstrdup(u->r->pool, old);
     sm_db_rows_free(rows);
     if (st != SM_OK || u->outcome != STORED)
         return st;
-    st = sm_db_exec(c,
-                    "UPDATE works SET preview_size = ?, preview_sha256 = ?, preview_type = ?, "
-                    "preview_uploaded_at = UNIX_TIMESTAMP() WHERE work_id = ?",
-                    SM_DB_PARAMS(sm_db_uint(u->size), sm_db_blob(u->declared, SM_SHA256_SIZE),
-                                 sm_db_text(u->media_type), sm_db_text(u->work_id)),
-                    NULL, err);
-    return st;
+    return sm_db_exec(c,
+                      "UPDATE works SET preview_size = ?, preview_sha256 = ?, preview_type = ?, "
+                      "preview_file = ?, preview_uploaded_at = UNIX_TIMESTAMP() "
+                      "WHERE work_id = ?",
+                      SM_DB_PARAMS(sm_db_uint(u->size), sm_db_blob(u->declared, SM_SHA256_SIZE),
+                                   sm_db_text(u->media_type), sm_db_text(u->preview_file),
+                                   sm_db_text(u->work_id)),
+                      NULL, err);
+}
+
+/* <work_id>.preview-<16 random hex digits>, a name no other upload gets
+ * and no container has (those end in .smc). NULL when out of randomness. */
+static const char *new_preview_name(request_rec *r, const char *work_id)
+{
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return NULL;
+    char hex[2 * sizeof(rnd) + 1];
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    return apr_pstrcat(r->pool, work_id, MS_PREVIEW_SUFFIX, "-", hex, NULL);
 }
 
 /* Answers for a work that is already stored before reading the body. */
@@ -393,10 +430,19 @@ static int handle_upload(request_rec *r, const smh_route_match *m, sm_upload_kin
                            "the media store could not store the upload; try again later");
     }
     u->temp_path = tmpl;
-    u->final_path = ms_storage_path(r, u->work_id,
-                                    kind == SM_UPLOAD_CONTAINER ? MS_CONTAINER_SUFFIX
-                                                                : MS_PREVIEW_SUFFIX);
-    apr_pool_cleanup_register(r->pool, u, remove_temp, apr_pool_cleanup_null);
+    if (kind == SM_UPLOAD_CONTAINER) {
+        u->final_path = ms_storage_path(r, u->work_id, MS_CONTAINER_SUFFIX);
+    } else {
+        u->preview_file = new_preview_name(r, u->work_id);
+        u->final_path = u->preview_file != NULL ? ms_storage_path(r, u->preview_file, "") : NULL;
+    }
+    apr_pool_cleanup_register(r->pool, u, remove_unrecorded, apr_pool_cleanup_null);
+    if (u->final_path == NULL) {
+        apr_file_close(f);
+        sm_upload_check_free(chk);
+        apr_pool_cleanup_run(r->pool, u, remove_unrecorded);
+        return smh_problem_internal(r);
+    }
     apr_file_perms_set(tmpl, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD);
 
     rc = receive(r, u, chk, f);
@@ -426,9 +472,17 @@ static int handle_upload(request_rec *r, const smh_route_match *m, sm_upload_kin
         }
     }
     apr_file_close(f);
+    /* A preview goes to its own name first: nothing serves it until the
+     * row points at it. */
+    if (rc == OK && kind == SM_UPLOAD_PREVIEW && place_file(u, &err) != SM_OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SMLOGNO(02019) "preview of %s: %s",
+                      u->work_id, err.message);
+        rc = smh_problem(r, HTTP_INSUFFICIENT_STORAGE, "storage-failed", "Storage failed",
+                         "the media store could not store the upload; try again later");
+    }
     if (rc != OK) {
         /* Gone before the answer leaves, not when the request pool dies. */
-        apr_pool_cleanup_run(r->pool, u, remove_temp);
+        apr_pool_cleanup_run(r->pool, u, remove_unrecorded);
         return rc;
     }
 
@@ -436,22 +490,38 @@ static int handle_upload(request_rec *r, const smh_route_match *m, sm_upload_kin
                                                                   : store_preview_tx,
                            u, &err);
     if (st != SM_OK) {
-        apr_pool_cleanup_run(r->pool, u, remove_temp);
+        apr_pool_cleanup_run(r->pool, u, remove_unrecorded);
         return smh_db_problem(r, "recording the upload", &err);
     }
-    /* Committed: only now may the file appear under the work's name. */
-    if (u->outcome == STORED && place_file(u, &err) != SM_OK) {
-        apr_pool_cleanup_run(r->pool, u, remove_temp);
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      SMLOGNO(02008) "%s %s recorded but not put in place: %s",
-                      kind == SM_UPLOAD_CONTAINER ? "work" : "preview of", u->work_id,
-                      err.message);
-        return smh_problem(r, HTTP_INSUFFICIENT_STORAGE, "storage-failed", "Storage failed",
-                           "the upload of \"%s\" was recorded but its file could not be put in "
-                           "place; send the same file again to complete it",
-                           u->work_id);
+    if (kind == SM_UPLOAD_PREVIEW && u->outcome == STORED) {
+        u->recorded = 1;
+        /* The replaced file, named by the row this transaction changed
+         * (so by nothing now); a crash before this leaves only litter. */
+        if (u->old_preview_file != NULL && strcmp(u->old_preview_file, u->preview_file) != 0 &&
+            ms_preview_name_ok(u->work_id, u->old_preview_file))
+            apr_file_remove(ms_storage_path(r, u->old_preview_file, ""), r->pool);
     }
-    apr_pool_cleanup_run(r->pool, u, remove_temp);
+    /* A container: committed, so only now may the file appear under the
+     * work's name. A concurrent upload of the same bytes may have
+     * completed a recorded work first: then this one is a repeat. */
+    if (kind == SM_UPLOAD_CONTAINER && u->outcome == STORED && u->repair &&
+        file_exists(u->final_path))
+        u->outcome = ALREADY_STORED;
+    if (kind == SM_UPLOAD_CONTAINER && u->outcome == STORED) {
+        if (place_file(u, &err) != SM_OK) {
+            apr_pool_cleanup_run(r->pool, u, remove_unrecorded);
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          SMLOGNO(02008) "work %s recorded but not put in place: %s",
+                          u->work_id, err.message);
+            return smh_problem(r, HTTP_INSUFFICIENT_STORAGE, "storage-failed",
+                               "Storage failed",
+                               "the upload of \"%s\" was recorded but its file could not be "
+                               "put in place; send the same file again to complete it",
+                               u->work_id);
+        }
+        u->recorded = 1;
+    }
+    apr_pool_cleanup_run(r->pool, u, remove_unrecorded);
     sync_dir(cfg->storage_dir);
     switch (u->outcome) {
     case OTHER_CONTENT:

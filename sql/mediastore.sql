@@ -62,3 +62,17 @@ ALTER TABLE delivery_events
     ADD COLUMN rejected_at BIGINT NULL AFTER acked_at;
 
 INSERT INTO schema_version (version, name, sha256, min_module_version) VALUES (2, '0002_delivery_rejections.sql', 'a1aee5092e1b900ba6d173b3a0e56662ec8cda80edbd61d8ada75e6fe8606db3', 0);
+
+-- mod_mediastore schema, version 3: each preview upload is stored under a
+-- name of its own (<work_id>.preview-<16 hex digits>), recorded here in
+-- the same transaction as its metadata, so the file served and the type
+-- and digest recorded always belong together, also when two replacements
+-- race or a COMMIT fails. Previews stored before keep their old name.
+-- secmedia-migrate: min-module-version 3
+ALTER TABLE works
+    ADD COLUMN IF NOT EXISTS preview_file VARCHAR(100) CHARACTER SET ascii COLLATE ascii_bin NULL
+        AFTER preview_uploaded_at;
+UPDATE works SET preview_file = CONCAT(work_id, '.preview')
+    WHERE preview_sha256 IS NOT NULL AND preview_file IS NULL;
+
+INSERT INTO schema_version (version, name, sha256, min_module_version) VALUES (3, '0003_preview_files.sql', '1ea73b1d08405811921a3db4688fc122c024c1839c00cc69e802e20b73941755', 3);

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -97,7 +98,13 @@ MediaStoreTokenAudience {TOKEN_AUDIENCE}
         return self.env.db.query(sql, self.db.name)
 
     def file_path(self, work_id, preview=False):
-        return os.path.join(self.storage, work_id + (".preview" if preview else ".smc"))
+        """Where the work's container is stored; with preview, the file its
+        row names for the preview (None when it has none)."""
+        if not preview:
+            return os.path.join(self.storage, work_id + ".smc")
+        rows = self.query("SELECT preview_file FROM works WHERE work_id = '%s'"
+                          % re.sub(r"[^A-Za-z0-9._-]", "", work_id))
+        return os.path.join(self.storage, rows[0][0]) if rows and rows[0][0] else None
 
     def storage_listing(self):
         return sorted(os.listdir(self.storage))

@@ -150,7 +150,9 @@ def test_preview_replacement_lost_at_commit_keeps_the_old_preview(env, relay, co
     r = env.client().get("/works/w1/preview")
     assert r.status_code == 200 and r.content == old
     assert r.headers["Content-Type"] == "audio/ogg"
-    assert temp_files(store) == []
+    # Nothing but the work and the preview it records.
+    assert store.storage_listing() == sorted(
+        ["w1.smc", os.path.basename(store.file_path("w1", preview=True))])
     r = upload(owner, "w1", new, preview=True, headers={"Content-Type": "audio/mpeg"})
     assert r.status_code == 201, r.text
     r = env.client().get("/works/w1/preview")

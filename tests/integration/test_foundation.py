@@ -102,9 +102,16 @@ def test_migration_records_the_oldest_module_it_allows(env, sm_workspace):
     line; the tool records it (modules built for an older schema then
     refuse the database), records 0 for every other migration, and refuses
     a directive it does not know."""
+    import re
     database = env.migrated_database("mediastore")
-    assert env.db.query("SELECT DISTINCT min_module_version FROM schema_version",
-                        database.name) == [("0",)]
+    expected = []
+    for name in sorted(os.listdir(os.path.join(env.sql_dir, "mediastore"))):
+        with open(os.path.join(env.sql_dir, "mediastore", name)) as f:
+            m = re.search(r"^-- secmedia-migrate: min-module-version (\d+)$", f.read(), re.M)
+        expected.append((str(int(name[:4])), m.group(1) if m else "0"))
+    assert env.db.query("SELECT version, min_module_version FROM schema_version ORDER BY version",
+                        database.name) == expected
+    assert ("3", "3") in expected   # preview files (schema version 3)
     sql = copy_sql_dir(env, os.path.join(sm_workspace.new_dir("sql-copy"), "sql"))
     with open(os.path.join(sql, "mediastore", "0998_breaking.sql"), "w") as f:
         f.write("-- Older modules would write the old way.\n"

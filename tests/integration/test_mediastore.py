@@ -9,6 +9,7 @@ here."""
 
 import glob
 import os
+import re
 import socket
 import ssl
 import struct
@@ -446,6 +447,44 @@ def test_preview_upload_and_public_get(env, published):
     problem(upload(env.client("retailer1"), "w1", preview, preview=True,
                    headers={"Content-Type": "audio/ogg"}),
             403, "client-certificate-not-authorized")
+    # Replaced: a file of its own, recorded with its type; the old one goes.
+    first = published.file_path("w1", preview=True)
+    assert re.fullmatch(r"w1\.preview-[0-9a-f]{16}", os.path.basename(first))
+    again = b"ID3" + os.urandom(4000)
+    r = upload(owner, "w1", again, preview=True, headers={"Content-Type": "audio/mpeg"})
+    assert r.status_code == 201, r.text
+    r = env.client().get("/works/w1/preview")
+    assert r.status_code == 200 and r.content == again
+    assert r.headers["Content-Type"] == "audio/mpeg"
+    assert [n for n in published.storage_listing() if ".preview" in n] == \
+        [os.path.basename(published.file_path("w1", preview=True))]
+    assert not os.path.exists(first)
+
+
+def test_previews_stored_before_schema_3_are_still_served(env, published):
+    """Schema version 3 names each preview file in the database; a preview
+    stored by an older module (<work>.preview) is named by the migration's
+    backfill and served as before, and its replacement removes it."""
+    owner = env.client("owner")
+    old = b"OggS" + os.urandom(3000)
+    assert upload(owner, "w1", old, preview=True,
+                  headers={"Content-Type": "audio/ogg"}).status_code == 201
+    env.httpd.stop()
+    # As a version-2 module left it.
+    os.rename(published.file_path("w1", preview=True), os.path.join(published.storage,
+                                                                   "w1.preview"))
+    env.db.execute("ALTER TABLE works DROP COLUMN preview_file;"
+                   "DELETE FROM schema_version WHERE version = 3;", published.db.name)
+    out = env.db.migrate(published.db.name, "mediastore", env.sql_dir)
+    assert "applied: 0003_preview_files.sql" in out
+    env.httpd.start()
+    r = env.client().get("/works/w1/preview")
+    assert r.status_code == 200 and r.content == old
+    assert r.headers["Content-Type"] == "audio/ogg"
+    assert upload(owner, "w1", b"new", preview=True,
+                  headers={"Content-Type": "audio/ogg"}).status_code == 201
+    assert not os.path.exists(os.path.join(published.storage, "w1.preview"))
+    assert env.client().get("/works/w1/preview").content == b"new"
 
 
 # --- delivery-complete -------------------------------------------------------------
