@@ -115,7 +115,8 @@ static sm_status key_server(plf_world *w, const sm_pl_http_request *rq, sm_pl_ht
     if (!renewal)
         ck_assert_int_eq(sm_jwe_wrap_key(w->device_key, w->media_key, w->jkt, &jwe, NULL),
                          SM_OK);
-    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:I,s:{s:s},s:i,s:i}", "txn", "txn-0001", "work_id",
+    const char *txn = renewal && w->ks_renewal_txn != NULL ? w->ks_renewal_txn : "txn-0001";
+    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:I,s:{s:s},s:i,s:i}", "txn", txn, "work_id",
                           PLF_WORK_ID, "key_version", 1, "delivery_token",
                           renewal ? PLF_RENEWED_TOKEN : PLF_TOKEN, "delivery_expires_at",
                           (json_int_t)1900000000, "license", "type",

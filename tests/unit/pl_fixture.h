@@ -69,6 +69,7 @@ typedef struct plf_world {
     /* Licenses issued (a renewal before the first is 409 no-license) and
      * delivery-token renewals ({"delivery_only":true}) answered. */
     unsigned ks_licenses, ks_renewals;
+    const char *ks_renewal_txn; /* when set, renewals answer this txn */
     char ks_last_error[256]; /* what the fake key server disliked, "" if nothing */
     /* media stores */
     plf_mirror mirrors[PLF_MAX_MIRRORS];

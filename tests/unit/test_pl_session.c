@@ -314,6 +314,12 @@ START_TEST(a_damaged_or_foreign_kept_license_is_forgotten)
     play_once(w, &o);
     ck_assert_uint_eq(w->ks_licenses, 3);
     ck_assert_uint_eq(w->ks_renewals, 0);
+    /* A renewal for another transaction than the kept license's: not
+     * trusted; forgotten, and a license asked for. */
+    w->ks_renewal_txn = "txn-9999";
+    play_once(w, &o);
+    ck_assert_uint_eq(w->ks_licenses, 4);
+    ck_assert_uint_eq(w->ks_renewals, 1);
     sm_steer_free(st);
     plf_free(w);
 }
@@ -358,6 +364,23 @@ START_TEST(an_expired_token_is_renewed_during_the_play)
     ck_assert_int_eq(st, SM_ERR_KEY);
     /* The refusal's own words, not "damaged media". */
     ck_assert_msg(strncmp(err.message, "License refused: this purchase was revoked", 42) == 0,
+                  "%s", err.message);
+    sm_pl_session_free(s);
+
+    /* A renewal for another purchase during the play is refused too. */
+    w->ks_status = 200;
+    w->ks_renewal_txn = "txn-9999";
+    steer = plf_steer_parsed(w);
+    sm_pl_streaming_forget(w->offline_dir, steer);
+    sm_steer_free(steer);
+    w->mirrors[0].requests = 0;
+    ck_assert_int_eq(plf_open(w, &o, &s, NULL, &err), SM_OK);
+    st = SM_OK;
+    for (uint64_t off = 0; st == SM_OK && off < w->plain_len; off += got)
+        st = sm_pl_session_read(s, off, buf, sizeof(buf), &got, &err);
+    ck_assert_int_eq(st, SM_ERR_FORMAT);
+    ck_assert_msg(strstr(err.message, "invalid delivery-token renewal: it is for another "
+                                      "purchase") != NULL,
                   "%s", err.message);
     sm_pl_session_free(s);
     plf_free(w);
