@@ -31,8 +31,8 @@ typedef struct license_args {
     /* Made before the transaction (sm_ks_issue_license): the JWE's key agreement
      * and the delivery token. */
     const sm_jwe_sealer *sealer;
-    const sm_ks_delivery *delivery;
-    const char *delivery_token;
+    sm_ks_delivery *delivery;
+    char *delivery_token; /* owned by sm_ks_issue_license; may be replaced */
     sm_ks_license_facts request_facts; /* voucher and proof facts */
     sm_ks_license_facts facts;         /* plus the database's, per attempt */
     sm_ks_result *out;
@@ -180,6 +180,28 @@ static void apply_facts(sm_ks_license_facts *f, const txn_row *t, int found, int
     f->activations = (uint32_t)(t->activations - counted_here);
 }
 
+/* A delivery token never outlives the rental it serves: when the rental
+ * ends before the token made ahead of the transaction would expire, it is
+ * made again, expiring with the rental (a license or renewal within the
+ * rental's last token lifetime; one more signature then, under the
+ * transaction's locks). */
+static sm_status cap_to_rental(license_args *a, const sm_ks_license_decision *d, sm_error *err)
+{
+    if (d->rental_ends_at == 0 || d->rental_ends_at >= a->delivery->exp)
+        return SM_OK;
+    const sm_ks_ctx *ctx = a->ctx;
+    char *capped = NULL;
+    sm_status st = sm_ks_delivery_issue(ctx->keys, ctx->issuer, ctx->media_stores,
+                                        ctx->n_media_stores, a->delivery, a->facts.now,
+                                        d->rental_ends_at - a->facts.now, &capped, err);
+    if (st != SM_OK)
+        return st;
+    sm_wipe(a->delivery_token, strlen(a->delivery_token));
+    free(a->delivery_token);
+    a->delivery_token = capped;
+    return SM_OK;
+}
+
 static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
                        const sm_ks_license_decision *d, sm_error *err)
 {
@@ -189,9 +211,11 @@ static sm_status grant(sm_db_conn *c, license_args *a, const txn_row *t,
     int64_t now = a->facts.now;
     sm_secret *key = NULL;
     char *jwe = NULL;
-    sm_status st = sm_ks_kek_unwrap(ctx->kek, t->work_id, (uint32_t)t->key_version,
-                                    (uint32_t)t->kek_version, t->wrapped, sizeof(t->wrapped),
-                                    &key, err);
+    sm_status st = cap_to_rental(a, d, err);
+    if (st == SM_OK)
+        st = sm_ks_kek_unwrap(ctx->kek, t->work_id, (uint32_t)t->key_version,
+                              (uint32_t)t->kek_version, t->wrapped, sizeof(t->wrapped), &key,
+                              err);
     if (st == SM_OK) {
         st = sm_jwe_sealer_seal(a->sealer, key, &jwe, err);
         sm_secret_free(key);
@@ -329,6 +353,8 @@ static sm_status renewal_tx(sm_db_conn *c, void *argp, sm_error *err)
     sm_ks_license_decision d = sm_ks_license_decide(f);
     if (d.verdict != SM_KS_LICENSE_ALLOW)
         return refuse_verdict(a->out, d.verdict);
+    if ((st = cap_to_rental(a, &d, err)) != SM_OK)
+        return st;
     json_t *o = license_answer(a, &t, &d, NULL);
     if (o == NULL)
         return sm_error_set(err, SM_ERR_NOMEM, "out of memory");
@@ -463,9 +489,9 @@ sm_status sm_ks_issue_license(const sm_ks_ctx *ctx, const sm_ks_caller *caller, 
     if (st == SM_OK)
         st = ks_run(ctx, f->delivery_only ? renewal_tx : license_tx, &a, out, err);
     sm_jwe_sealer_free(sealer);
-    if (delivery != NULL) /* a bearer token, unused when refused */
-        sm_wipe(delivery, strlen(delivery));
-    free(delivery);
+    if (a.delivery_token != NULL) /* a bearer token, unused when refused */
+        sm_wipe(a.delivery_token, strlen(a.delivery_token));
+    free(a.delivery_token);
     sm_jwk_free(device_key);
     if (st == SM_OK && a.spend_proof)
         st = spend_proof(ctx, &proof, f->now, out, err);

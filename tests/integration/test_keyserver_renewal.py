@@ -113,7 +113,19 @@ def test_rental_renewal_ends_with_the_rental(env):
     doc = renew(ks, device, sale["voucher"]).json()
     assert doc["rental_ends_at"] == lic["rental_ends_at"]
     assert doc["license"] == {"type": "rental", "duration": 172800}
-    ks.query("UPDATE transactions SET rental_started_at = rental_started_at - 172800")
+    # Within the rental's last hour (the token lifetime), the delivery token
+    # of a license or a renewal expires with the rental, not after it.
+    ks.query("UPDATE transactions SET rental_started_at = rental_started_at - 172800 + 600")
+    jwks = ks.jwks()
+    for r in (renew(ks, device, sale["voucher"]),
+              request_license(ks, device, sale["voucher"])):
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        ends = doc["rental_ends_at"]
+        assert abs(ends - (time.time() + 600)) < 30
+        assert doc["delivery_expires_at"] == ends
+        assert verify_token(jwks, doc["delivery_token"], "secmedia-delivery+jwt")["exp"] == ends
+    ks.query("UPDATE transactions SET rental_started_at = rental_started_at - 600")
     assert_problem(renew(ks, device, sale["voucher"]), 403, "rental-expired")
 
 
