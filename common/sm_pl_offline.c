@@ -488,11 +488,11 @@ static sm_status streaming_path(const char *store, const sm_steer *steer, char *
                                 char **dir, sm_error *err)
 {
     *path = NULL;
-    char name[44 + 5];
-    sm_status st = sm_pl_offline_entry_name(steer->voucher, name, err);
+    char entry[44], name[44 + 5];
+    sm_status st = sm_pl_offline_entry_name(steer->voucher, entry, err);
     if (st != SM_OK)
         return st;
-    strcat(name, ".json");
+    snprintf(name, sizeof(name), "%s.json", entry);
     char *d = path_join(store, SM_PL_STREAMING_DIR);
     *path = d != NULL ? path_join(d, name) : NULL;
     if (*path == NULL) {
