@@ -180,16 +180,17 @@ static sm_status open_offline(sm_pl_session *s, const sm_pl_options *o,
 
 /* A delivery-token renewal for the purchase whose license was kept from
  * an earlier online play (store/streaming/): *lic gets the renewal with the
- * kept key_jwe filled in. SM_ERR_NOT_FOUND when there is no usable kept
+ * kept key_jwe filled in, *key the media key it holds. SM_ERR_NOT_FOUND when there is no usable kept
  * license, so the caller asks for a license: none, unreadable, or one that
  * is damaged, does not open with this device key, or that the key server
  * has no license on record for (those three are forgotten). Any other
  * failure is the renewal's refusal or network error, or out of memory. */
 static sm_status renew_kept(const sm_pl_transport *tr, const sm_steer *steer,
                             const sm_jwk *device_key, const char *store, sm_pl_license **lic,
-                            sm_pl_refusal *refusal, sm_error *err)
+                            sm_secret **key, sm_pl_refusal *refusal, sm_error *err)
 {
     *lic = NULL;
+    *key = NULL;
     sm_pl_offline_entry *kept = NULL;
     sm_status st = sm_pl_streaming_find(store, steer, &kept, NULL);
     if (st == SM_ERR_FORMAT)
@@ -200,9 +201,7 @@ static sm_status renew_kept(const sm_pl_transport *tr, const sm_steer *steer,
         return SM_ERR_NOT_FOUND;
     /* Opens with this device key? (Another key file: the old one's
      * license is no use.) */
-    sm_secret *probe = NULL;
-    st = unwrap(device_key, kept->key_jwe, "The kept license", &probe, err);
-    sm_secret_free(probe);
+    st = unwrap(device_key, kept->key_jwe, "The kept license", key, err);
     if (st != SM_OK) {
         sm_pl_offline_entry_free(kept);
         if (st != SM_ERR_KEY)
@@ -225,6 +224,8 @@ static sm_status renew_kept(const sm_pl_transport *tr, const sm_steer *steer,
     if (st != SM_OK) {
         sm_pl_license_free(*lic);
         *lic = NULL;
+        sm_secret_free(*key);
+        *key = NULL;
         if (st != SM_ERR_NOT_FOUND && refusal != NULL)
             *refusal = r;
     }
@@ -232,23 +233,32 @@ static sm_status renew_kept(const sm_pl_transport *tr, const sm_steer *steer,
     return st;
 }
 
-/* The license for an online play or a fetch: a renewal when a license was
- * kept from an earlier online play (no activation spent; *renewed 1, may be
- * NULL), else a new one. store may be NULL (nothing kept). */
+/* The license for an online play or a fetch, and the media key it holds
+ * (unwrapped into locked memory): a renewal when a license was kept from an
+ * earlier online play (no activation spent; *renewed 1, may be NULL), else
+ * a new one. store may be NULL (nothing kept). */
 static sm_status obtain_license(const sm_pl_transport *tr, const sm_steer *steer,
                                 const sm_jwk *device_key, const char *store,
-                                sm_pl_license **lic, int *renewed, sm_pl_refusal *refusal,
-                                sm_error *err)
+                                sm_pl_license **lic, sm_secret **key, int *renewed,
+                                sm_pl_refusal *refusal, sm_error *err)
 {
     if (renewed != NULL)
         *renewed = 0;
     sm_status st = store != NULL
-                       ? renew_kept(tr, steer, device_key, store, lic, refusal, err)
+                       ? renew_kept(tr, steer, device_key, store, lic, key, refusal, err)
                        : SM_ERR_NOT_FOUND;
     if (st == SM_OK && renewed != NULL)
         *renewed = 1;
-    if (st == SM_ERR_NOT_FOUND)
+    if (st == SM_ERR_NOT_FOUND) {
         st = sm_pl_license_request(tr, steer, device_key, lic, refusal, err);
+        if (st == SM_OK)
+            st = unwrap(device_key, (*lic)->key_jwe, "The media key sent by the key server", key,
+                        err);
+        if (st != SM_OK) {
+            sm_pl_license_free(*lic);
+            *lic = NULL;
+        }
+    }
     return st;
 }
 
@@ -289,11 +299,8 @@ static sm_status open_online(sm_pl_session *s, const sm_pl_options *o, const cha
                             "the network is not used");
     sm_pl_license *lic = NULL;
     int renewed = 0;
-    sm_status st = obtain_license(o->transport, s->steer, s->device_key, store, &lic, &renewed,
-                                  refusal, err);
-    if (st == SM_OK)
-        st = unwrap(s->device_key, lic->key_jwe, "The media key sent by the key server",
-                    &s->media_key, err);
+    sm_status st = obtain_license(o->transport, s->steer, s->device_key, store, &lic,
+                                  &s->media_key, &renewed, refusal, err);
     /* Kept for the next play as soon as the key opens: the activation is
      * spent now, whatever happens to this play. A store that cannot take
      * it costs the next play an activation, not this one its sound. */
@@ -522,9 +529,7 @@ sm_status sm_pl_fetch_offline(const sm_pl_options *o, const sm_steer *steer, int
     uint64_t size = 0;
     char media_type[SM_MEDIA_TYPE_MAX + 1] = "";
     token_renewer renewer;
-    st = obtain_license(o->transport, steer, device_key, store, &lic, NULL, refusal, err);
-    if (st == SM_OK)
-        st = unwrap(device_key, lic->key_jwe, "The media key sent by the key server", &key, err);
+    st = obtain_license(o->transport, steer, device_key, store, &lic, &key, NULL, refusal, err);
     if (st == SM_OK) {
         renewer_init(&renewer, o->transport, steer, device_key, lic);
         st = sm_pl_fetch_new(o->transport, steer->media_urls, steer->media_url_count,
